@@ -1,0 +1,9 @@
+//! Rows, the API shapes built from them, and the query functions, one module per
+//! resource. Query functions take `&mut DbConn` so they compose in a transaction.
+
+pub mod accesskey;
+pub mod address;
+pub mod agent;
+pub mod billing_account;
+pub mod customer;
+pub mod event;

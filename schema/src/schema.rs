@@ -1,0 +1,77 @@
+//! The tables, written by hand in the SQL types all three backends share: ids as text,
+//! JSON documents as text, money as BIGINT micro-units, timestamps as UTC TIMESTAMP.
+
+diesel::table! {
+    customers (id) {
+        id -> Text,
+        name -> Text,
+        detail -> Text,
+        email -> Text,
+        phone_number -> Text,
+        address -> Text,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+        tm_delete -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    agents (id) {
+        id -> Text,
+        customer_id -> Nullable<Text>,
+        username -> Text,
+        password_hash -> Text,
+        name -> Text,
+        detail -> Text,
+        role -> Text,
+        status -> Text,
+        addresses -> Text,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+    }
+}
+
+diesel::table! {
+    accesskeys (id) {
+        id -> Text,
+        customer_id -> Text,
+        name -> Text,
+        detail -> Text,
+        token_hash -> Text,
+        token_hint -> Text,
+        tm_expire -> Nullable<Timestamp>,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+        tm_delete -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    billing_accounts (id) {
+        id -> Text,
+        customer_id -> Text,
+        balance -> BigInt,
+        currency -> Text,
+        rates -> Text,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+    }
+}
+
+diesel::table! {
+    events (seq) {
+        seq -> BigInt,
+        id -> Text,
+        customer_id -> Nullable<Text>,
+        event_type -> Text,
+        resource_id -> Text,
+        data -> Text,
+        tm_create -> Timestamp,
+    }
+}
+
+diesel::joinable!(agents -> customers (customer_id));
+diesel::joinable!(accesskeys -> customers (customer_id));
+diesel::joinable!(billing_accounts -> customers (customer_id));
+
+diesel::allow_tables_to_appear_in_same_query!(customers, agents, accesskeys, billing_accounts, events);
