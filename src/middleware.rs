@@ -22,7 +22,7 @@ pub async fn request_context(
     let path = req.path().to_owned();
     let peer = req.connection_info().realip_remote_addr().unwrap_or("-").to_owned();
 
-    let result = request_id::scope(id.clone(), async move {
+    request_id::scope(id.clone(), async move {
         let mut response = next.call(req).await?;
         let elapsed = started.elapsed();
         let status = response.status();
@@ -47,6 +47,5 @@ pub async fn request_context(
         }
         Ok(response)
     })
-    .await;
-    result
+    .await
 }
