@@ -21,6 +21,12 @@
 //! | `db_attempts` | `CALLPLANE_DB_ATTEMPTS` | `3` |
 //! | `rate_limit_per_second` | `CALLPLANE_RATE_LIMIT_PER_SECOND` | `1000` (0 turns it off) |
 //! | `rate_limit_burst` | `CALLPLANE_RATE_LIMIT_BURST` | `2000` |
+//! | `sim_ring_delay_ms` | `CALLPLANE_SIM_RING_DELAY_MS` | `100` |
+//! | `sim_answer_delay_ms` | `CALLPLANE_SIM_ANSWER_DELAY_MS` | `1000` |
+//! | `sim_dial_timeout_ms` | `CALLPLANE_SIM_DIAL_TIMEOUT_MS` | `30000`: unanswered calls end `noanswer` |
+//! | `call_max_duration_secs` | `CALLPLANE_CALL_MAX_DURATION_SECS` | `14400`: answered calls end `timeout` |
+//! | `cache_ttl_secs` | `CALLPLANE_CACHE_TTL_SECS` | `300` |
+//! | `cache_max_bytes` | `CALLPLANE_CACHE_MAX_BYTES` | `268435456` (in-process cache) |
 //!
 //! A value that does not parse fails start-up with a message naming the setting.
 
@@ -51,6 +57,12 @@ pub struct Settings {
     pub db_attempts: u32,
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    pub sim_ring_delay_ms: u64,
+    pub sim_answer_delay_ms: u64,
+    pub sim_dial_timeout_ms: u64,
+    pub call_max_duration_secs: u64,
+    pub cache_ttl_secs: u64,
+    pub cache_max_bytes: u64,
 }
 
 impl Default for Settings {
@@ -74,6 +86,12 @@ impl Default for Settings {
             db_attempts: 3,
             rate_limit_per_second: 1_000,
             rate_limit_burst: 2_000,
+            sim_ring_delay_ms: 100,
+            sim_answer_delay_ms: 1_000,
+            sim_dial_timeout_ms: 30_000,
+            call_max_duration_secs: 4 * 3600,
+            cache_ttl_secs: 300,
+            cache_max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -158,6 +176,12 @@ impl Settings {
         source.set("CALLPLANE_DB_ATTEMPTS", &mut self.db_attempts)?;
         source.set("CALLPLANE_RATE_LIMIT_PER_SECOND", &mut self.rate_limit_per_second)?;
         source.set("CALLPLANE_RATE_LIMIT_BURST", &mut self.rate_limit_burst)?;
+        source.set("CALLPLANE_SIM_RING_DELAY_MS", &mut self.sim_ring_delay_ms)?;
+        source.set("CALLPLANE_SIM_ANSWER_DELAY_MS", &mut self.sim_answer_delay_ms)?;
+        source.set("CALLPLANE_SIM_DIAL_TIMEOUT_MS", &mut self.sim_dial_timeout_ms)?;
+        source.set("CALLPLANE_CALL_MAX_DURATION_SECS", &mut self.call_max_duration_secs)?;
+        source.set("CALLPLANE_CACHE_TTL_SECS", &mut self.cache_ttl_secs)?;
+        source.set("CALLPLANE_CACHE_MAX_BYTES", &mut self.cache_max_bytes)?;
         Ok(())
     }
 
@@ -212,7 +236,37 @@ impl Settings {
                 cause: "must be at least 1".to_owned(),
             });
         }
+        if self.cache_ttl_secs == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "CALLPLANE_CACHE_TTL_SECS",
+                cause: "must be at least 1".to_owned(),
+            });
+        }
+        if self.call_max_duration_secs == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "CALLPLANE_CALL_MAX_DURATION_SECS",
+                cause: "must be at least 1".to_owned(),
+            });
+        }
         Ok(())
+    }
+
+    /// The domain's part of the settings.
+    pub fn domain(&self) -> callplane_actors::DomainSettings {
+        use std::time::Duration;
+        callplane_actors::DomainSettings {
+            sim: callplane_actors::media::sim::SimSettings {
+                ring_delay: Duration::from_millis(self.sim_ring_delay_ms),
+                answer_delay: Duration::from_millis(self.sim_answer_delay_ms),
+            },
+            calls: callplane_actors::call::CallSettings {
+                dial_timeout: Duration::from_millis(self.sim_dial_timeout_ms),
+                max_duration: Duration::from_secs(self.call_max_duration_secs),
+            },
+            redis_url: self.redis_url.clone(),
+            cache_ttl: Duration::from_secs(self.cache_ttl_secs),
+            cache_max_bytes: self.cache_max_bytes,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use callplane_actors::Domain;
 use callplane_schema::Db;
 
 use crate::auth::Authenticator;
@@ -17,4 +18,5 @@ pub struct AppContext {
     pub auth: Arc<Authenticator>,
     pub metrics: Metrics,
     pub api: Arc<ApiDescription>,
+    pub domain: Domain,
 }

@@ -81,12 +81,14 @@ pub enum Reason {
     AgentNotFound,
     AccesskeyNotFound,
     BillingAccountNotFound,
+    CallNotFound,
     // 405
     MethodNotAllowed,
     // 409
     AlreadyExists,
     UsernameTaken,
     LastAdmin,
+    CallStateInvalid,
     // 413
     PayloadTooLarge,
     // 422
@@ -112,10 +114,11 @@ impl Reason {
             | CustomerNotFound
             | AgentNotFound
             | AccesskeyNotFound
-            | BillingAccountNotFound => Status::NotFound,
+            | BillingAccountNotFound
+            | CallNotFound => Status::NotFound,
             MethodNotAllowed => Status::MethodNotAllowed,
             AlreadyExists | UsernameTaken => Status::AlreadyExists,
-            LastAdmin => Status::FailedPrecondition,
+            LastAdmin | CallStateInvalid => Status::FailedPrecondition,
             PayloadTooLarge => Status::PayloadTooLarge,
             IdempotencyKeyReused => Status::Unprocessable,
             RateLimitExceeded => Status::ResourceExhausted,
@@ -141,10 +144,12 @@ impl Reason {
             AgentNotFound => "agent not found",
             AccesskeyNotFound => "access key not found",
             BillingAccountNotFound => "billing account not found",
+            CallNotFound => "call not found",
             MethodNotAllowed => "method not allowed on this route",
             AlreadyExists => "already exists",
             UsernameTaken => "the username is taken",
             LastAdmin => "a customer keeps at least one admin",
+            CallStateInvalid => "not possible in the call's current status",
             PayloadTooLarge => "the request body is too large",
             IdempotencyKeyReused => "the Idempotency-Key was used with a different request",
             RateLimitExceeded => "rate limit exceeded",

@@ -149,12 +149,16 @@ pub async fn start(settings: Settings, db: Db) -> Result<Running, StartError> {
         settings.rate_limit_per_second,
         settings.rate_limit_burst,
     );
+    let domain = callplane_actors::Domain::start(db.clone(), settings.domain(), &metrics.registry)
+        .await
+        .map_err(StartError::Other)?;
     let ctx = AppContext {
         settings: settings.clone(),
         db,
         auth: Arc::new(auth),
         metrics,
         api: Arc::new(ApiDescription::build()),
+        domain,
     };
 
     let app_ctx = ctx.clone();

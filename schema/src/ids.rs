@@ -87,7 +87,7 @@ macro_rules! typed_id {
     )+};
 }
 
-typed_id!(CustomerId, AgentId, AccessKeyId, BillingAccountId, EventId,);
+typed_id!(CustomerId, AgentId, AccessKeyId, BillingAccountId, EventId, CallId, FlowId, ActiveflowId, ConferenceId,);
 
 #[cfg(test)]
 mod tests {

@@ -74,4 +74,56 @@ diesel::joinable!(agents -> customers (customer_id));
 diesel::joinable!(accesskeys -> customers (customer_id));
 diesel::joinable!(billing_accounts -> customers (customer_id));
 
-diesel::allow_tables_to_appear_in_same_query!(customers, agents, accesskeys, billing_accounts, events);
+diesel::table! {
+    calls (id) {
+        id -> Text,
+        customer_id -> Text,
+        flow_id -> Nullable<Text>,
+        activeflow_id -> Nullable<Text>,
+        direction -> Text,
+        source_type -> Text,
+        source_target -> Text,
+        source_target_name -> Text,
+        source_name -> Text,
+        destination_type -> Text,
+        destination_target -> Text,
+        destination_target_name -> Text,
+        destination_name -> Text,
+        status -> Text,
+        hangup_by -> Nullable<Text>,
+        hangup_reason -> Nullable<Text>,
+        hold -> Bool,
+        mute_direction -> Nullable<Text>,
+        actions -> Text,
+        variables -> Text,
+        tm_create -> Timestamp,
+        tm_ringing -> Nullable<Timestamp>,
+        tm_answer -> Nullable<Timestamp>,
+        tm_end -> Nullable<Timestamp>,
+        tm_update -> Timestamp,
+        tm_delete -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (customer_id, idem_key) {
+        customer_id -> Text,
+        idem_key -> Text,
+        request_hash -> Text,
+        status_code -> Integer,
+        location -> Nullable<Text>,
+        response -> Text,
+        tm_create -> Timestamp,
+    }
+}
+
+diesel::joinable!(calls -> customers (customer_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    customers,
+    agents,
+    accesskeys,
+    billing_accounts,
+    events,
+    calls,
+    idempotency_keys,
+);

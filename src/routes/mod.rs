@@ -4,6 +4,7 @@
 
 mod accesskeys;
 mod agents;
+mod calls;
 mod customers;
 mod health;
 mod login;
@@ -29,7 +30,8 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(me::config)
             .configure(customers::config)
             .configure(agents::config)
-            .configure(accesskeys::config),
+            .configure(accesskeys::config)
+            .configure(calls::config),
     );
 }
 
@@ -140,6 +142,20 @@ impl ListQuery {
         };
         Ok(PageRequest { size, start })
     }
+}
+
+/// A JSON body that may be absent (an empty body is `None`); invalid JSON is a 400.
+pub fn optional_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        if e.is_data() {
+            ApiError::invalid(e.to_string())
+        } else {
+            ApiError::new(Reason::InvalidJson).message(format!("invalid JSON: {e}"))
+        }
+    })
 }
 
 /// `201 Created` with a `Location` header.

@@ -5,5 +5,7 @@ pub mod accesskey;
 pub mod address;
 pub mod agent;
 pub mod billing_account;
+pub mod call;
 pub mod customer;
 pub mod event;
+pub mod idempotency;

@@ -1,0 +1,316 @@
+//! The simulated network: the default media backend and the sandbox users try flows
+//! in. Deterministic: what happens to a call depends only on its destination and the
+//! configured delays.
+//!
+//! | destination | behaviour |
+//! |---|---|
+//! | `+15005550001` | busy: ends with `busy` after the ring delay, never answered |
+//! | `+15005550002` | rings until the caller's dial timeout (ends `noanswer`) |
+//! | `+15005550003` | fails at once (`failed`) |
+//! | `+15005550004` | answers, the far end hangs up 2 s later (`normal`, remote) |
+//! | `+15005550005` | answers, then sends the DTMF digits `1234#` 500 ms later |
+//! | anything else | rings after `ring_delay`, answers after `answer_delay`, stays up |
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+use callplane_schema::ids::CallId;
+use callplane_schema::models::address::{Address, AddressType};
+use callplane_schema::models::call::{HangupReason, MuteDirection};
+
+use super::{MediaBackend, MediaError, MediaEvent};
+
+pub const BUSY: &str = "+15005550001";
+pub const NO_ANSWER: &str = "+15005550002";
+pub const FAILS: &str = "+15005550003";
+pub const REMOTE_HANGUP: &str = "+15005550004";
+pub const SENDS_DIGITS: &str = "+15005550005";
+
+/// How long the far end of `+15005550004` stays before hanging up.
+const REMOTE_HANGUP_AFTER: Duration = Duration::from_secs(2);
+/// When `+15005550005` sends its digits, after answering.
+const DIGITS_AFTER: Duration = Duration::from_millis(500);
+const DIGITS: &str = "1234#";
+/// Simulated speech: this long per word.
+const SPEECH_PER_WORD: Duration = Duration::from_millis(20);
+/// Simulated audio files: this long per URL.
+const PLAY_PER_URL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy)]
+pub struct SimSettings {
+    pub ring_delay: Duration,
+    pub answer_delay: Duration,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings { ring_delay: Duration::from_millis(100), answer_delay: Duration::from_millis(1000) }
+    }
+}
+
+/// The backend handle given to call actors: forwards to the [`SimActor`].
+#[derive(Clone)]
+pub struct SimNetwork {
+    actor: Addr<SimActor>,
+}
+
+impl SimNetwork {
+    pub fn start(settings: SimSettings) -> SimNetwork {
+        SimNetwork { actor: SimActor { settings, calls: HashMap::new() }.start() }
+    }
+}
+
+impl MediaBackend for SimNetwork {
+    fn name(&self) -> &'static str {
+        "simulated"
+    }
+
+    fn dial(&self, call: &CallId, _source: &Address, destination: &Address, events: Recipient<MediaEvent>) {
+        self.actor.do_send(Dial { call: call.clone(), destination: destination.clone(), events });
+    }
+
+    fn accept_incoming(&self, call: &CallId, events: Recipient<MediaEvent>) {
+        self.actor.do_send(Register { call: call.clone(), events });
+    }
+
+    fn reattach(&self, _call: &CallId, _events: Recipient<MediaEvent>) -> bool {
+        // The simulation lives in memory: after a restart it has no calls to give back.
+        false
+    }
+
+    fn answer(&self, call: &CallId) -> Result<(), MediaError> {
+        self.actor.do_send(Answer { call: call.clone() });
+        Ok(())
+    }
+
+    fn hangup(&self, call: &CallId, reason: HangupReason) {
+        self.actor.do_send(Hangup { call: call.clone(), reason });
+    }
+
+    fn talk(&self, call: &CallId, text: &str, _language: &str) -> Result<u64, MediaError> {
+        let words = text.split_whitespace().count().max(1) as u32;
+        Ok(self.play_for(call, SPEECH_PER_WORD * words))
+    }
+
+    fn play(&self, call: &CallId, urls: &[String]) -> Result<u64, MediaError> {
+        Ok(self.play_for(call, PLAY_PER_URL * urls.len().max(1) as u32))
+    }
+
+    fn stop_playback(&self, call: &CallId) {
+        self.actor.do_send(StopPlayback { call: call.clone() });
+    }
+
+    fn hold(&self, _call: &CallId, _on: bool) -> Result<(), MediaError> {
+        Ok(())
+    }
+
+    fn mute(&self, _call: &CallId, _direction: MuteDirection, _on: bool) -> Result<(), MediaError> {
+        Ok(())
+    }
+
+    fn send_digits(&self, call: &CallId, digits: &str) -> Result<(), MediaError> {
+        log::debug!("call {call}: sent DTMF {digits:?} into the simulated network");
+        Ok(())
+    }
+
+    fn bridge(&self, a: &CallId, b: &CallId) -> Result<(), MediaError> {
+        log::debug!("simulated network: bridged {a} and {b}");
+        Ok(())
+    }
+
+    fn unbridge(&self, call: &CallId) {
+        log::debug!("simulated network: unbridged {call}");
+    }
+}
+
+impl SimNetwork {
+    fn play_for(&self, call: &CallId, duration: Duration) -> u64 {
+        // Ids only need to be unique per call; a process-wide counter is simplest.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let playback = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.actor.do_send(Play { call: call.clone(), playback, duration });
+        playback
+    }
+}
+
+struct SimCall {
+    events: Recipient<MediaEvent>,
+    /// Pending far-end behaviour, cancelled when the call is hung up locally.
+    timers: Vec<SpawnHandle>,
+    playback: Option<SpawnHandle>,
+    answered: bool,
+}
+
+/// Holds the simulated far ends and their timers.
+pub struct SimActor {
+    settings: SimSettings,
+    calls: HashMap<CallId, SimCall>,
+}
+
+impl Actor for SimActor {
+    type Context = Context<Self>;
+}
+
+impl SimActor {
+    fn send(&mut self, call: &CallId, event: MediaEvent) {
+        let Some(sim) = self.calls.get_mut(call) else { return };
+        if event == MediaEvent::Answered {
+            sim.answered = true;
+        }
+        let gone = matches!(event, MediaEvent::HungUp { .. });
+        // A call actor that is gone has nothing left to hear.
+        sim.events.do_send(event);
+        if gone {
+            self.calls.remove(call);
+        }
+    }
+
+    fn later(&mut self, ctx: &mut Context<Self>, call: &CallId, after: Duration, event: MediaEvent) {
+        let id = call.clone();
+        let handle = ctx.run_later(after, move |act, _| act.send(&id, event));
+        if let Some(sim) = self.calls.get_mut(call) {
+            sim.timers.push(handle);
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Dial {
+    call: CallId,
+    destination: Address,
+    events: Recipient<MediaEvent>,
+}
+
+impl Handler<Dial> for SimActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Dial, ctx: &mut Context<Self>) {
+        let Dial { call, destination, events } = msg;
+        self.calls.insert(call.clone(), SimCall { events, timers: Vec::new(), playback: None, answered: false });
+        let SimSettings { ring_delay, answer_delay } = self.settings;
+        let number = (destination.kind == AddressType::Tel).then_some(destination.target.as_str());
+        match number {
+            Some(FAILS) => self.send(&call, MediaEvent::HungUp { reason: HangupReason::Failed, remote: true }),
+            Some(BUSY) => {
+                self.later(ctx, &call, ring_delay, MediaEvent::HungUp { reason: HangupReason::Busy, remote: true })
+            }
+            Some(NO_ANSWER) => self.later(ctx, &call, ring_delay, MediaEvent::Ringing),
+            _ => {
+                if ring_delay < answer_delay {
+                    self.later(ctx, &call, ring_delay, MediaEvent::Ringing);
+                }
+                self.later(ctx, &call, answer_delay, MediaEvent::Answered);
+                match number {
+                    Some(REMOTE_HANGUP) => self.later(
+                        ctx,
+                        &call,
+                        answer_delay + REMOTE_HANGUP_AFTER,
+                        MediaEvent::HungUp { reason: HangupReason::Normal, remote: true },
+                    ),
+                    Some(SENDS_DIGITS) => {
+                        for digit in DIGITS.chars() {
+                            self.later(ctx, &call, answer_delay + DIGITS_AFTER, MediaEvent::Digit(digit));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Register {
+    call: CallId,
+    events: Recipient<MediaEvent>,
+}
+
+impl Handler<Register> for SimActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
+        self.calls
+            .insert(msg.call, SimCall { events: msg.events, timers: Vec::new(), playback: None, answered: false });
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Answer {
+    call: CallId,
+}
+
+impl Handler<Answer> for SimActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Answer, _: &mut Context<Self>) {
+        if self.calls.get(&msg.call).is_some_and(|c| !c.answered) {
+            self.send(&msg.call, MediaEvent::Answered);
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Hangup {
+    call: CallId,
+    reason: HangupReason,
+}
+
+impl Handler<Hangup> for SimActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Hangup, ctx: &mut Context<Self>) {
+        if let Some(sim) = self.calls.get_mut(&msg.call) {
+            for timer in sim.timers.drain(..).chain(sim.playback.take()) {
+                ctx.cancel_future(timer);
+            }
+        }
+        self.send(&msg.call, MediaEvent::HungUp { reason: msg.reason, remote: false });
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Play {
+    call: CallId,
+    playback: u64,
+    duration: Duration,
+}
+
+impl Handler<Play> for SimActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Play, ctx: &mut Context<Self>) {
+        let Play { call, playback, duration } = msg;
+        let id = call.clone();
+        let handle = ctx.run_later(duration, move |act, _| {
+            if let Some(sim) = act.calls.get_mut(&id) {
+                sim.playback = None;
+            }
+            act.send(&id, MediaEvent::PlaybackFinished { playback });
+        });
+        if let Some(previous) = self.calls.get_mut(&call).and_then(|sim| sim.playback.replace(handle)) {
+            ctx.cancel_future(previous);
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopPlayback {
+    call: CallId,
+}
+
+impl Handler<StopPlayback> for SimActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StopPlayback, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.calls.get_mut(&msg.call).and_then(|sim| sim.playback.take()) {
+            ctx.cancel_future(handle);
+        }
+    }
+}
