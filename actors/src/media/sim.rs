@@ -4,7 +4,7 @@
 //!
 //! | destination | behaviour |
 //! |---|---|
-//! | `+15005550001` | busy: ends with `busy` after the ring delay, never answered |
+//! | `+15005550001` | rings, then is busy (the callee declines): ends `busy`, never answered |
 //! | `+15005550002` | rings until the caller's dial timeout (ends `noanswer`) |
 //! | `+15005550003` | fails at once (`failed`) |
 //! | `+15005550004` | answers, the far end hangs up 2 s later (`normal`, remote) |
@@ -27,6 +27,8 @@ pub const FAILS: &str = "+15005550003";
 pub const REMOTE_HANGUP: &str = "+15005550004";
 pub const SENDS_DIGITS: &str = "+15005550005";
 
+/// How long `+15005550001` rings before it declines.
+const BUSY_AFTER_RINGING: Duration = Duration::from_millis(50);
 /// How long the far end of `+15005550004` stays before hanging up.
 const REMOTE_HANGUP_AFTER: Duration = Duration::from_secs(2);
 /// When `+15005550005` sends its digits, after answering.

@@ -132,6 +132,15 @@ pub fn list_after(conn: &mut DbConn, seq: i64, limit: i64) -> Result<Vec<Event>,
         .load(conn)?)
 }
 
+/// The events of one resource, oldest first.
+pub fn list_for_resource(conn: &mut DbConn, resource_id: &str) -> Result<Vec<Event>, DbError> {
+    Ok(events::table
+        .filter(events::resource_id.eq(resource_id))
+        .order(events::seq.asc())
+        .select(Event::as_select())
+        .load(conn)?)
+}
+
 /// The newest sequence number, 0 when there are no events.
 pub fn last_seq(conn: &mut DbConn) -> Result<i64, DbError> {
     Ok(events::table.select(diesel::dsl::max(events::seq)).first::<Option<i64>>(conn)?.unwrap_or(0))
