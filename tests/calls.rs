@@ -164,7 +164,8 @@ async fn hanging_up_from_each_state() {
     // Active, through PATCH.
     let call = create(&server, &tenant, tel("+15559876543")).await;
     wait_status(&server, &tenant, id(&call), "active").await;
-    let hung = server.patch(&format!("/v1.0/calls/{}", id(&call)), Some(&tenant.token), json!({"status": "ended"})).await;
+    let hung =
+        server.patch(&format!("/v1.0/calls/{}", id(&call)), Some(&tenant.token), json!({"status": "ended"})).await;
     assert_eq!(hung.expect(200)["hangup_reason"], "normal");
     let ended = wait_status(&server, &tenant, id(&call), "ended").await;
     assert_eq!(events(&server, id(&call)).await.last().map(String::as_str), Some("call.ended"));
@@ -222,7 +223,10 @@ async fn states_that_do_not_allow_a_command_answer_409() {
     }
     // Statuses are not set from outside, backwards or forwards.
     for status in ["initiating", "ringing", "active"] {
-        server.patch(&path, Some(&tenant.token), json!({"status": status})).await.expect_error(409, "CALL_STATE_INVALID");
+        server
+            .patch(&path, Some(&tenant.token), json!({"status": status}))
+            .await
+            .expect_error(409, "CALL_STATE_INVALID");
     }
     // Only an ended call can be deleted.
     server.delete(&path, Some(&tenant.token)).await.expect_error(409, "CALL_STATE_INVALID");
@@ -248,7 +252,10 @@ async fn talk_hold_and_mute_act_on_an_answered_call() {
     let muted = server.post(&format!("{path}/mute"), token, json!({"direction": "in"})).await;
     assert_eq!(muted.expect(200)["mute_direction"], "in");
     assert_eq!(server.get(&path, token).await.expect(200)["mute_direction"], "in");
-    server.post(&format!("{path}/mute"), token, json!({"direction": "sideways"})).await.expect_error(400, "INVALID_ARGUMENT");
+    server
+        .post(&format!("{path}/mute"), token, json!({"direction": "sideways"}))
+        .await
+        .expect_error(400, "INVALID_ARGUMENT");
     assert!(server.delete(&format!("{path}/mute"), token).await.expect(200)["mute_direction"].is_null());
 
     let types = events(&server, id(&call)).await;
@@ -282,7 +289,10 @@ async fn another_customers_call_is_not_found_on_every_route() {
     server.patch(&path, bob_token, json!({"status": "ended"})).await.expect_error(404, "CALL_NOT_FOUND");
     server.delete(&path, bob_token).await.expect_error(404, "CALL_NOT_FOUND");
     for action in ["hangup", "talk", "hold", "mute"] {
-        server.post(&format!("{path}/{action}"), bob_token, json!({"text": "x"})).await.expect_error(404, "CALL_NOT_FOUND");
+        server
+            .post(&format!("{path}/{action}"), bob_token, json!({"text": "x"}))
+            .await
+            .expect_error(404, "CALL_NOT_FOUND");
     }
     for action in ["hold", "mute"] {
         server.delete(&format!("{path}/{action}"), bob_token).await.expect_error(404, "CALL_NOT_FOUND");
@@ -310,10 +320,8 @@ async fn a_create_the_balance_cannot_cover_is_402_and_leaves_nothing() {
         .read(move |conn| {
             let page = callplane_schema::page::PageRequest::first(100);
             let calls = call::list(conn, &customer, &call::CallFilter::default(), &page)?.result.len();
-            let events = event::list_after(conn, 0, 10_000)?
-                .into_iter()
-                .filter(|e| e.event_type.starts_with("call."))
-                .count();
+            let events =
+                event::list_after(conn, 0, 10_000)?.into_iter().filter(|e| e.event_type.starts_with("call.")).count();
             Ok((calls, events))
         })
         .await
@@ -363,13 +371,25 @@ async fn an_idempotency_key_replays_the_first_answer() {
     // Keys belong to a customer.
     let bob = server.tenant("bob").await;
     let resp = server
-        .call(actix_web::http::Method::POST, "/v1.0/calls", Some(&bob.token), &key, common::Body::Json(call_body(tel("+15559876543"))))
+        .call(
+            actix_web::http::Method::POST,
+            "/v1.0/calls",
+            Some(&bob.token),
+            &key,
+            common::Body::Json(call_body(tel("+15559876543"))),
+        )
         .await;
     assert_ne!(resp.expect(201)["id"], first.json["id"]);
 
     let bad = [("Idempotency-Key", "spaces are not allowed")];
     server
-        .call(actix_web::http::Method::POST, "/v1.0/calls", Some(&tenant.token), &bad, common::Body::Json(call_body(tel("+15559876543"))))
+        .call(
+            actix_web::http::Method::POST,
+            "/v1.0/calls",
+            Some(&tenant.token),
+            &bad,
+            common::Body::Json(call_body(tel("+15559876543"))),
+        )
         .await
         .expect_error(400, "INVALID_ARGUMENT");
 }
@@ -415,7 +435,13 @@ async fn both_pagination_styles_walk_calls_sharing_creation_times_without_gaps()
             None => "/v1.0/calls?page_size=30".to_owned(),
         };
         let page = server.get(&path, Some(&tenant.token)).await.expect(200).clone();
-        seen.extend(page["result"].as_array().unwrap().iter().map(|c| (c["tm_create"].as_str().unwrap().to_owned(), c["id"].as_str().unwrap().to_owned())));
+        seen.extend(
+            page["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| (c["tm_create"].as_str().unwrap().to_owned(), c["id"].as_str().unwrap().to_owned())),
+        );
         match page["next_page_token"].as_str() {
             Some(t) => token = Some(t.to_owned()),
             None => break,
@@ -473,7 +499,10 @@ async fn addresses_are_validated() {
     let resp = server.post("/v1.0/calls", Some(&alice.token), call_body(tel("12"))).await;
     assert!(resp.json["error"]["message"].as_str().unwrap().contains("destinations[0].target"), "{}", resp.text);
     // The caller's own agent is a valid destination.
-    server.post("/v1.0/calls", Some(&alice.token), call_body(json!({"type": "agent", "target": alice.agent_id}))).await.expect(201);
+    server
+        .post("/v1.0/calls", Some(&alice.token), call_body(json!({"type": "agent", "target": alice.agent_id})))
+        .await
+        .expect(201);
 }
 
 #[actix_web::test]
@@ -485,7 +514,8 @@ async fn an_agent_reads_only_its_own_calls() {
     let other = create(&server, &tenant, tel("+15559876543")).await;
 
     let list = server.get("/v1.0/calls", Some(&agent_token)).await;
-    let ids: Vec<&str> = list.expect(200)["result"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        list.expect(200)["result"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [id(&own)]);
     server.get(&format!("/v1.0/calls/{}", id(&own)), Some(&agent_token)).await.expect(200);
     server.get(&format!("/v1.0/calls/{}", id(&other)), Some(&agent_token)).await.expect_error(403, "PERMISSION_DENIED");
@@ -493,7 +523,10 @@ async fn an_agent_reads_only_its_own_calls() {
         .post(&format!("/v1.0/calls/{}/hangup", id(&own)), Some(&agent_token), json!({}))
         .await
         .expect_error(403, "PERMISSION_DENIED");
-    server.post("/v1.0/calls", Some(&agent_token), call_body(tel("+15559876543"))).await.expect_error(403, "PERMISSION_DENIED");
+    server
+        .post("/v1.0/calls", Some(&agent_token), call_body(tel("+15559876543")))
+        .await
+        .expect_error(403, "PERMISSION_DENIED");
 }
 
 #[actix_web::test]
@@ -546,7 +579,9 @@ async fn calls_left_live_by_a_previous_process_are_ended_as_failed_on_start() {
     let rows = server
         .ctx
         .db
-        .read(move |conn| call::list(conn, &customer, &call::CallFilter::default(), &callplane_schema::page::PageRequest::first(10)))
+        .read(move |conn| {
+            call::list(conn, &customer, &call::CallFilter::default(), &callplane_schema::page::PageRequest::first(10))
+        })
         .await
         .unwrap();
     assert_eq!(rows.result.len(), 3);

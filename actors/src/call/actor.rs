@@ -15,7 +15,7 @@ use callplane_schema::models::event::NewEvent;
 
 use super::{CallDeps, CallError, Reap};
 use crate::cache;
-use crate::media::MediaEvent;
+use crate::media::{MediaEvent, MediaEventKind as Kind};
 
 /// A change a client (through the gateway) or the domain asks of a call.
 #[derive(Debug, Clone)]
@@ -121,7 +121,10 @@ impl CallActor {
                 ctx.run_later(TERMINATING_TIMEOUT, |act, ctx| {
                     if act.row.status == CallStatus::Terminating {
                         log::warn!("call {}: the media backend did not confirm the hang-up", act.row.id);
-                        act.on_media(MediaEvent::HungUp { reason: HangupReason::Failed, remote: false }, ctx);
+                        act.on_media(
+                            MediaEvent::now(Kind::HungUp { reason: HangupReason::Failed, remote: false }),
+                            ctx,
+                        );
                     }
                 });
             }
@@ -185,19 +188,19 @@ impl CallActor {
 
     /// Applies what the media backend reported.
     fn on_media(&mut self, event: MediaEvent, ctx: &mut Context<Self>) {
-        let now = callplane_schema::time::now();
+        let now = event.at;
         let mut next = self.row.clone();
         next.tm_update = now;
-        match &event {
-            MediaEvent::Ringing if self.row.status == CallStatus::Initiating => {
+        match &event.kind {
+            Kind::Ringing if self.row.status == CallStatus::Initiating => {
                 next.status = CallStatus::Ringing;
                 next.tm_ringing = Some(now);
             }
-            MediaEvent::Answered if matches!(self.row.status, CallStatus::Initiating | CallStatus::Ringing) => {
+            Kind::Answered if matches!(self.row.status, CallStatus::Initiating | CallStatus::Ringing) => {
                 next.status = CallStatus::Active;
                 next.tm_answer = Some(now);
             }
-            MediaEvent::HungUp { reason, remote } if self.row.status.is_live() => {
+            Kind::HungUp { reason, remote } if self.row.status.is_live() => {
                 next.status = CallStatus::Ended;
                 next.tm_end = Some(now);
                 if self.row.status != CallStatus::Terminating || next.hangup_reason.is_none() {
@@ -205,13 +208,13 @@ impl CallActor {
                     next.hangup_reason = Some(*reason);
                 }
             }
-            MediaEvent::Digit(digit) => {
+            Kind::Digit(digit) => {
                 if self.digits.len() < MAX_DIGITS {
                     self.digits.push(*digit);
                 }
                 return;
             }
-            MediaEvent::PlaybackFinished { .. } => return,
+            Kind::PlaybackFinished { .. } => return,
             // Late or repeated news (ringing after answer, a second hang-up): nothing changes.
             _ => return,
         }
@@ -257,7 +260,7 @@ impl Actor for CallActor {
                     log::info!("call {id}: re-adopted after restart");
                 } else {
                     log::info!("call {id}: the media backend lost it in the restart; ending it as failed");
-                    self.on_media(MediaEvent::HungUp { reason: HangupReason::Failed, remote: false }, ctx);
+                    self.on_media(MediaEvent::now(Kind::HungUp { reason: HangupReason::Failed, remote: false }), ctx);
                 }
             }
             None => {}

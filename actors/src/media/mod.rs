@@ -12,11 +12,26 @@ use actix::prelude::*;
 use callplane_schema::ids::CallId;
 use callplane_schema::models::address::Address;
 use callplane_schema::models::call::{HangupReason, MuteDirection};
+use chrono::NaiveDateTime;
 
-/// What the far end (or the network) did.
+/// What the far end (or the network) did, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
-pub enum MediaEvent {
+pub struct MediaEvent {
+    /// When it happened at the backend: the call's timestamps (and so its duration
+    /// and its bill) come from here, not from when the actor got round to it.
+    pub at: NaiveDateTime,
+    pub kind: MediaEventKind,
+}
+
+impl MediaEvent {
+    pub fn now(kind: MediaEventKind) -> MediaEvent {
+        MediaEvent { at: callplane_schema::time::now(), kind }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEventKind {
     /// The destination is alerting.
     Ringing,
     /// The call was answered (outgoing) or our answer took effect (incoming).

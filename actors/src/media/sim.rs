@@ -19,7 +19,7 @@ use callplane_schema::ids::CallId;
 use callplane_schema::models::address::{Address, AddressType};
 use callplane_schema::models::call::{HangupReason, MuteDirection};
 
-use super::{MediaBackend, MediaError, MediaEvent};
+use super::{MediaBackend, MediaError, MediaEvent, MediaEventKind as Kind};
 
 pub const BUSY: &str = "+15005550001";
 pub const NO_ANSWER: &str = "+15005550002";
@@ -136,8 +136,17 @@ impl SimNetwork {
     }
 }
 
+/// What the far end does once the call is answered.
+#[derive(Clone, Copy)]
+enum AfterAnswer {
+    Stay,
+    HangUp,
+    SendDigits,
+}
+
 struct SimCall {
     events: Recipient<MediaEvent>,
+    after_answer: AfterAnswer,
     /// Pending far-end behaviour, cancelled when the call is hung up locally.
     timers: Vec<SpawnHandle>,
     playback: Option<SpawnHandle>,
@@ -155,22 +164,36 @@ impl Actor for SimActor {
 }
 
 impl SimActor {
-    fn send(&mut self, call: &CallId, event: MediaEvent) {
+    fn send(&mut self, ctx: &mut Context<Self>, call: &CallId, kind: Kind) {
         let Some(sim) = self.calls.get_mut(call) else { return };
-        if event == MediaEvent::Answered {
-            sim.answered = true;
-        }
-        let gone = matches!(event, MediaEvent::HungUp { .. });
+        let gone = matches!(kind, Kind::HungUp { .. });
+        let answered = kind == Kind::Answered && !sim.answered;
+        sim.answered |= answered;
+        let after_answer = sim.after_answer;
         // A call actor that is gone has nothing left to hear.
-        sim.events.do_send(event);
+        sim.events.do_send(MediaEvent::now(kind));
         if gone {
             self.calls.remove(call);
+        } else if answered {
+            // Timed from the answer as it happened, so the far end keeps its 2 s exactly.
+            match after_answer {
+                AfterAnswer::Stay => {}
+                AfterAnswer::HangUp => {
+                    let hangup = Kind::HungUp { reason: HangupReason::Normal, remote: true };
+                    self.later(ctx, call, REMOTE_HANGUP_AFTER, hangup);
+                }
+                AfterAnswer::SendDigits => {
+                    for digit in DIGITS.chars() {
+                        self.later(ctx, call, DIGITS_AFTER, Kind::Digit(digit));
+                    }
+                }
+            }
         }
     }
 
-    fn later(&mut self, ctx: &mut Context<Self>, call: &CallId, after: Duration, event: MediaEvent) {
+    fn later(&mut self, ctx: &mut Context<Self>, call: &CallId, after: Duration, kind: Kind) {
         let id = call.clone();
-        let handle = ctx.run_later(after, move |act, _| act.send(&id, event));
+        let handle = ctx.run_later(after, move |act, ctx| act.send(ctx, &id, kind));
         if let Some(sim) = self.calls.get_mut(call) {
             sim.timers.push(handle);
         }
@@ -190,34 +213,28 @@ impl Handler<Dial> for SimActor {
 
     fn handle(&mut self, msg: Dial, ctx: &mut Context<Self>) {
         let Dial { call, destination, events } = msg;
-        self.calls.insert(call.clone(), SimCall { events, timers: Vec::new(), playback: None, answered: false });
-        let SimSettings { ring_delay, answer_delay } = self.settings;
         let number = (destination.kind == AddressType::Tel).then_some(destination.target.as_str());
+        let after_answer = match number {
+            Some(REMOTE_HANGUP) => AfterAnswer::HangUp,
+            Some(SENDS_DIGITS) => AfterAnswer::SendDigits,
+            _ => AfterAnswer::Stay,
+        };
+        let sim = SimCall { events, after_answer, timers: Vec::new(), playback: None, answered: false };
+        self.calls.insert(call.clone(), sim);
+        let SimSettings { ring_delay, answer_delay } = self.settings;
         match number {
-            Some(FAILS) => self.send(&call, MediaEvent::HungUp { reason: HangupReason::Failed, remote: true }),
+            Some(FAILS) => self.send(ctx, &call, Kind::HungUp { reason: HangupReason::Failed, remote: true }),
             Some(BUSY) => {
-                self.later(ctx, &call, ring_delay, MediaEvent::HungUp { reason: HangupReason::Busy, remote: true })
+                self.later(ctx, &call, ring_delay, Kind::Ringing);
+                let busy = Kind::HungUp { reason: HangupReason::Busy, remote: true };
+                self.later(ctx, &call, ring_delay + BUSY_AFTER_RINGING, busy);
             }
-            Some(NO_ANSWER) => self.later(ctx, &call, ring_delay, MediaEvent::Ringing),
+            Some(NO_ANSWER) => self.later(ctx, &call, ring_delay, Kind::Ringing),
             _ => {
                 if ring_delay < answer_delay {
-                    self.later(ctx, &call, ring_delay, MediaEvent::Ringing);
+                    self.later(ctx, &call, ring_delay, Kind::Ringing);
                 }
-                self.later(ctx, &call, answer_delay, MediaEvent::Answered);
-                match number {
-                    Some(REMOTE_HANGUP) => self.later(
-                        ctx,
-                        &call,
-                        answer_delay + REMOTE_HANGUP_AFTER,
-                        MediaEvent::HungUp { reason: HangupReason::Normal, remote: true },
-                    ),
-                    Some(SENDS_DIGITS) => {
-                        for digit in DIGITS.chars() {
-                            self.later(ctx, &call, answer_delay + DIGITS_AFTER, MediaEvent::Digit(digit));
-                        }
-                    }
-                    _ => {}
-                }
+                self.later(ctx, &call, answer_delay, Kind::Answered);
             }
         }
     }
@@ -234,8 +251,16 @@ impl Handler<Register> for SimActor {
     type Result = ();
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
-        self.calls
-            .insert(msg.call, SimCall { events: msg.events, timers: Vec::new(), playback: None, answered: false });
+        self.calls.insert(
+            msg.call,
+            SimCall {
+                events: msg.events,
+                after_answer: AfterAnswer::Stay,
+                timers: Vec::new(),
+                playback: None,
+                answered: false,
+            },
+        );
     }
 }
 
@@ -248,9 +273,9 @@ struct Answer {
 impl Handler<Answer> for SimActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Answer, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Answer, ctx: &mut Context<Self>) {
         if self.calls.get(&msg.call).is_some_and(|c| !c.answered) {
-            self.send(&msg.call, MediaEvent::Answered);
+            self.send(ctx, &msg.call, Kind::Answered);
         }
     }
 }
@@ -271,7 +296,7 @@ impl Handler<Hangup> for SimActor {
                 ctx.cancel_future(timer);
             }
         }
-        self.send(&msg.call, MediaEvent::HungUp { reason: msg.reason, remote: false });
+        self.send(ctx, &msg.call, Kind::HungUp { reason: msg.reason, remote: false });
     }
 }
 
@@ -289,11 +314,11 @@ impl Handler<Play> for SimActor {
     fn handle(&mut self, msg: Play, ctx: &mut Context<Self>) {
         let Play { call, playback, duration } = msg;
         let id = call.clone();
-        let handle = ctx.run_later(duration, move |act, _| {
+        let handle = ctx.run_later(duration, move |act, ctx| {
             if let Some(sim) = act.calls.get_mut(&id) {
                 sim.playback = None;
             }
-            act.send(&id, MediaEvent::PlaybackFinished { playback });
+            act.send(ctx, &id, Kind::PlaybackFinished { playback });
         });
         if let Some(previous) = self.calls.get_mut(&call).and_then(|sim| sim.playback.replace(handle)) {
             ctx.cancel_future(previous);
