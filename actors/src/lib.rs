@@ -9,6 +9,7 @@ pub mod bus;
 pub mod cache;
 pub mod call;
 pub mod media;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -87,7 +87,24 @@ macro_rules! typed_id {
     )+};
 }
 
-typed_id!(CustomerId, AgentId, AccessKeyId, BillingAccountId, EventId, CallId, FlowId, ActiveflowId, ConferenceId,);
+#[rustfmt::skip]
+typed_id!(
+    CustomerId,
+    AgentId,
+    AccessKeyId,
+    BillingAccountId,
+    BillingId,
+    EventId,
+    CallId,
+    FlowId,
+    ActiveflowId,
+    ConferenceId,
+    ConferencecallId,
+    NumberId,
+    MessageId,
+    WebhookId,
+    DeliveryId,
+);
 
 #[cfg(test)]
 mod tests {

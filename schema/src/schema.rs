@@ -117,6 +117,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    billings (id) {
+        id -> Text,
+        customer_id -> Text,
+        billing_account_id -> Text,
+        reference_type -> Text,
+        reference_id -> Text,
+        status -> Text,
+        units -> BigInt,
+        rate -> BigInt,
+        amount -> BigInt,
+        balance_after -> BigInt,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+    }
+}
+
+diesel::table! {
+    subscriber_cursors (name) {
+        name -> Text,
+        seq -> BigInt,
+        tm_update -> Timestamp,
+    }
+}
+
 diesel::joinable!(calls -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(
     customers,
@@ -126,4 +151,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     calls,
     idempotency_keys,
+    billings,
+    subscriber_cursors,
 );

@@ -4,8 +4,10 @@
 pub mod accesskey;
 pub mod address;
 pub mod agent;
+pub mod billing;
 pub mod billing_account;
 pub mod call;
+pub mod cursor;
 pub mod customer;
 pub mod event;
 pub mod idempotency;

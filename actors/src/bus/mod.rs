@@ -24,6 +24,9 @@ use prometheus::{IntCounter, IntCounterVec};
 
 use crate::cache::{self, CacheAside};
 
+mod durable;
+pub use durable::{Durable, DurableSubscriber};
+
 /// A batch of committed events, oldest first.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]

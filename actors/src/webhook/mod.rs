@@ -1,0 +1,3 @@
+//! Webhooks: signed HTTP deliveries of events to customers' endpoints.
+
+pub mod signature;

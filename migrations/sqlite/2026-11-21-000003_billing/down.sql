@@ -1,0 +1,2 @@
+DROP TABLE subscriber_cursors;
+DROP TABLE billings;
