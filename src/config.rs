@@ -27,6 +27,8 @@
 //! | `call_max_duration_secs` | `CALLPLANE_CALL_MAX_DURATION_SECS` | `14400`: answered calls end `timeout` |
 //! | `cache_ttl_secs` | `CALLPLANE_CACHE_TTL_SECS` | `300` |
 //! | `cache_max_bytes` | `CALLPLANE_CACHE_MAX_BYTES` | `268435456` (in-process cache) |
+//! | `billing_unit` | `CALLPLANE_BILLING_UNIT` | `minute` (or `second`): calls are charged per started unit |
+//! | `billing_balance_low_micros` | `CALLPLANE_BILLING_BALANCE_LOW_MICROS` | `1000000`: `billing.balance_low` below this |
 //!
 //! A value that does not parse fails start-up with a message naming the setting.
 
@@ -63,6 +65,8 @@ pub struct Settings {
     pub call_max_duration_secs: u64,
     pub cache_ttl_secs: u64,
     pub cache_max_bytes: u64,
+    pub billing_unit: BillingUnit,
+    pub billing_balance_low_micros: i64,
 }
 
 impl Default for Settings {
@@ -92,6 +96,27 @@ impl Default for Settings {
             call_max_duration_secs: 4 * 3600,
             cache_ttl_secs: 300,
             cache_max_bytes: 256 * 1024 * 1024,
+            billing_unit: BillingUnit::Minute,
+            billing_balance_low_micros: 1_000_000,
+        }
+    }
+}
+
+/// What calls are charged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BillingUnit {
+    Minute,
+    Second,
+}
+
+impl FromStr for BillingUnit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "minute" => Ok(BillingUnit::Minute),
+            "second" => Ok(BillingUnit::Second),
+            other => Err(format!("{other:?} is not `minute` or `second`")),
         }
     }
 }
@@ -182,6 +207,8 @@ impl Settings {
         source.set("CALLPLANE_CALL_MAX_DURATION_SECS", &mut self.call_max_duration_secs)?;
         source.set("CALLPLANE_CACHE_TTL_SECS", &mut self.cache_ttl_secs)?;
         source.set("CALLPLANE_CACHE_MAX_BYTES", &mut self.cache_max_bytes)?;
+        source.set("CALLPLANE_BILLING_UNIT", &mut self.billing_unit)?;
+        source.set("CALLPLANE_BILLING_BALANCE_LOW_MICROS", &mut self.billing_balance_low_micros)?;
         Ok(())
     }
 
@@ -262,6 +289,13 @@ impl Settings {
             calls: callplane_actors::call::CallSettings {
                 dial_timeout: Duration::from_millis(self.sim_dial_timeout_ms),
                 max_duration: Duration::from_secs(self.call_max_duration_secs),
+            },
+            billing: callplane_actors::billing::BillingSettings {
+                unit: match self.billing_unit {
+                    BillingUnit::Minute => Duration::from_secs(60),
+                    BillingUnit::Second => Duration::from_secs(1),
+                },
+                balance_low: self.billing_balance_low_micros,
             },
             redis_url: self.redis_url.clone(),
             cache_ttl: Duration::from_secs(self.cache_ttl_secs),

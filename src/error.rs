@@ -89,6 +89,7 @@ pub enum Reason {
     UsernameTaken,
     LastAdmin,
     CallStateInvalid,
+    BalanceTooLow,
     // 413
     PayloadTooLarge,
     // 422
@@ -118,7 +119,7 @@ impl Reason {
             | CallNotFound => Status::NotFound,
             MethodNotAllowed => Status::MethodNotAllowed,
             AlreadyExists | UsernameTaken => Status::AlreadyExists,
-            LastAdmin | CallStateInvalid => Status::FailedPrecondition,
+            LastAdmin | CallStateInvalid | BalanceTooLow => Status::FailedPrecondition,
             PayloadTooLarge => Status::PayloadTooLarge,
             IdempotencyKeyReused => Status::Unprocessable,
             RateLimitExceeded => Status::ResourceExhausted,
@@ -150,6 +151,7 @@ impl Reason {
             UsernameTaken => "the username is taken",
             LastAdmin => "a customer keeps at least one admin",
             CallStateInvalid => "not possible in the call's current status",
+            BalanceTooLow => "the balance is lower than that",
             PayloadTooLarge => "the request body is too large",
             IdempotencyKeyReused => "the Idempotency-Key was used with a different request",
             RateLimitExceeded => "rate limit exceeded",

@@ -116,3 +116,112 @@ fn database_urls_are_rewritten() {
     assert_eq!(with_database("mysql://root@127.0.0.1:3306", "cp_1"), "mysql://root@127.0.0.1:3306/cp_1");
     assert_eq!(with_database("postgres://u:p@h/db?sslmode=disable", "cp_2"), "postgres://u:p@h/cp_2?sslmode=disable");
 }
+
+#[actix_web::test]
+async fn postgres_never_loses_a_concurrent_charge() {
+    let Some(db) = TestDatabase::postgres() else { return };
+    concurrent_charges(&db).await;
+}
+
+#[actix_web::test]
+async fn mysql_never_loses_a_concurrent_charge() {
+    let Some(db) = TestDatabase::mysql() else { return };
+    concurrent_charges(&db).await;
+}
+
+#[actix_web::test]
+async fn postgres_bills_two_calls_ending_at_once() {
+    let Some(db) = TestDatabase::postgres() else { return };
+    two_calls_ending_at_once(&db).await;
+}
+
+#[actix_web::test]
+async fn mysql_bills_two_calls_ending_at_once() {
+    let Some(db) = TestDatabase::mysql() else { return };
+    two_calls_ending_at_once(&db).await;
+}
+
+/// Two daemons' worth of writers (two `Db` handles, each with its own writer thread
+/// and connection) charge the same account at the same time: every charge lands.
+async fn concurrent_charges(db: &TestDatabase) {
+    use callplane_schema::models::billing::{self, ReferenceType};
+    let url = db.url.clone();
+    let server = TestServer::start_with(move |s| s.database_url = url).await;
+    let tenant = server.tenant("alice").await;
+    let customer: callplane_schema::ids::CustomerId = tenant.customer_id.parse().unwrap();
+    let other = callplane_schema::Db::open(callplane_schema::DbSettings::new(db.url.clone())).unwrap();
+
+    const EACH: usize = 50;
+    let charge = |db: callplane_schema::Db, customer: callplane_schema::ids::CustomerId| async move {
+        let mut writes = Vec::new();
+        for _ in 0..EACH {
+            let customer = customer.clone();
+            writes.push(db.write(move |tx| {
+                let reference = callplane_schema::ids::BillingId::new();
+                billing::post(tx.conn, &customer, ReferenceType::Sms, reference.as_str(), 1, 1_000, -1_000)
+            }));
+        }
+        for write in futures_util::future::join_all(writes).await {
+            write.unwrap();
+        }
+    };
+    futures_util::join!(charge(server.ctx.db.clone(), customer.clone()), charge(other, customer.clone()));
+
+    let account = server.get("/v1.0/billing_account", Some(&tenant.token)).await;
+    assert_eq!(account.expect(200)["balance"].as_i64(), Some(common::BALANCE - 2 * EACH as i64 * 1_000));
+    server.stop().await;
+}
+
+/// Two answered calls hung up together over HTTP: both are charged.
+async fn two_calls_ending_at_once(db: &TestDatabase) {
+    let url = db.url.clone();
+    let server = TestServer::start_with(move |s| {
+        s.database_url = url;
+        s.sim_ring_delay_ms = 10;
+        s.sim_answer_delay_ms = 30;
+    })
+    .await;
+    let tenant = server.tenant("alice").await;
+    let mut ids = Vec::new();
+    for number in ["+15559876543", "+15559876544"] {
+        let body = json!({"source": {"type": "tel", "target": "+15551234567"}, "destinations": [{"type": "tel", "target": number}]});
+        ids.push(
+            server.post("/v1.0/calls", Some(&tenant.token), body).await.expect(201)["id"].as_str().unwrap().to_owned(),
+        );
+    }
+    for id in &ids {
+        wait_for(&server, &tenant.token, id, "active").await;
+    }
+    let (a, b) = (format!("/v1.0/calls/{}/hangup", ids[0]), format!("/v1.0/calls/{}/hangup", ids[1]));
+    let (ra, rb) = futures_util::join!(
+        server.post(&a, Some(&tenant.token), json!({})),
+        server.post(&b, Some(&tenant.token), json!({}))
+    );
+    ra.expect(200);
+    rb.expect(200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let rows = server.get("/v1.0/billings", Some(&tenant.token)).await.expect(200).clone();
+        let finished = rows["result"].as_array().unwrap().iter().filter(|r| r["status"] == "finished").count();
+        if finished == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "both calls charged: {rows}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let account = server.get("/v1.0/billing_account", Some(&tenant.token)).await;
+    assert_eq!(account.expect(200)["balance"].as_i64(), Some(common::BALANCE - 20_000));
+    server.stop().await;
+}
+
+async fn wait_for(server: &TestServer, token: &str, id: &str, status: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let call = server.get(&format!("/v1.0/calls/{id}"), Some(token)).await.expect(200).clone();
+        if call["status"] == status {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "call {id} never became {status}: {call}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

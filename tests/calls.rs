@@ -415,6 +415,7 @@ async fn both_pagination_styles_walk_calls_sharing_creation_times_without_gaps()
                     flow_id: None,
                     actions: "[]".into(),
                     variables: "{}".into(),
+                    owner_id: None,
                 });
                 row.id = CallId::new();
                 row.status = call::CallStatus::Ended;
@@ -552,6 +553,7 @@ async fn calls_left_live_by_a_previous_process_are_ended_as_failed_on_start() {
                         flow_id: None,
                         actions: "[]".into(),
                         variables: "{}".into(),
+                        owner_id: None,
                     });
                     row.status = status;
                     if status == call::CallStatus::Active {

@@ -5,6 +5,8 @@
 //! [`Domain::start`] wires them in the current actix `System` and returns the addresses
 //! the gateway talks to.
 
+pub mod agent_stats;
+pub mod billing;
 pub mod bus;
 pub mod cache;
 pub mod call;
@@ -17,6 +19,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use callplane_schema::Db;
 
+use crate::agent_stats::AgentStatsSubscriber;
+use crate::billing::{BillingSettings, BillingSubscriber};
 use crate::bus::EventBus;
 use crate::cache::{Cache, CacheAside, LocalCache, RedisCache, SharedRedis};
 use crate::call::{CallGauges, CallManager, CallSettings};
@@ -27,6 +31,7 @@ use crate::media::sim::{SimNetwork, SimSettings};
 pub struct DomainSettings {
     pub sim: SimSettings,
     pub calls: CallSettings,
+    pub billing: BillingSettings,
     /// `None`: the in-process cache.
     pub redis_url: Option<String>,
     pub cache_ttl: Duration,
@@ -38,6 +43,7 @@ impl Default for DomainSettings {
         DomainSettings {
             sim: SimSettings::default(),
             calls: CallSettings::default(),
+            billing: BillingSettings::default(),
             redis_url: None,
             cache_ttl: Duration::from_secs(300),
             cache_max_bytes: 256 * 1024 * 1024,
@@ -69,7 +75,9 @@ impl Domain {
 
         let media = Arc::new(SimNetwork::start(settings.sim));
         let gauges = CallGauges::new(registry).map_err(|e| e.to_string())?;
-        let calls = CallManager::start(db, media, cache.clone(), settings.calls, gauges);
+        let calls = CallManager::start(db.clone(), media, cache.clone(), settings.calls, gauges);
+        BillingSubscriber::start(calls.clone(), settings.billing, db.clone(), bus.clone());
+        AgentStatsSubscriber::start(db, bus.clone());
         calls.send(call::Recover).await.map_err(|e| format!("call recovery: {e}"))?;
 
         Ok(Domain { calls, bus, cache })

@@ -102,6 +102,7 @@ diesel::table! {
         tm_end -> Nullable<Timestamp>,
         tm_update -> Timestamp,
         tm_delete -> Nullable<Timestamp>,
+        owner_id -> Nullable<Text>,
     }
 }
 
@@ -142,6 +143,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    agent_stats (agent_id) {
+        agent_id -> Text,
+        customer_id -> Text,
+        day -> Text,
+        active_calls -> BigInt,
+        calls_today -> BigInt,
+        talk_seconds_today -> BigInt,
+        calls_total -> BigInt,
+        talk_seconds_total -> BigInt,
+        tm_update -> Timestamp,
+    }
+}
+
 diesel::joinable!(calls -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(
     customers,
@@ -153,4 +168,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     billings,
     subscriber_cursors,
+    agent_stats,
 );

@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, delete, get, post, put, web};
 use callplane_schema::ids::AgentId;
 use callplane_schema::models::address::Address;
 use callplane_schema::models::agent::{self, Agent, AgentChanges, AgentRow, AgentStatus, Role};
+use callplane_schema::models::agent_stats::{self, AgentStats};
 use callplane_schema::models::event::NewEvent;
 use callplane_schema::page::Page;
 use serde::Deserialize;
@@ -21,7 +22,8 @@ pub fn config(cfg: &mut ServiceConfig) {
         .service(get_agent)
         .service(update_agent)
         .service(delete_agent)
-        .service(update_agent_status);
+        .service(update_agent_status)
+        .service(get_agent_stats);
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -261,4 +263,27 @@ async fn update_agent_status(
         .await
         .or_not_found(Reason::AgentNotFound)?;
     Ok(HttpResponse::Ok().json(updated))
+}
+
+/// An agent's calls in progress, calls handled and talk time (today, UTC, and in total).
+#[utoipa::path(tag = "agents", security(("bearer" = [])), responses((status = 200, body = AgentStats), (status = 404)))]
+#[get("/agents/{id}/stats")]
+async fn get_agent_stats(
+    ctx: web::Data<AppContext>,
+    auth: Auth,
+    id: web::Path<AgentId>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let customer_id = auth.require(Permission::AgentRead)?.clone();
+    let agent_id = id.clone();
+    let (row, stats) = ctx
+        .db
+        .read(move |conn| Ok((agent::get(conn, &customer_id, &agent_id)?, agent_stats::get(conn, &agent_id)?)))
+        .await
+        .or_not_found(Reason::AgentNotFound)?;
+    auth.require_self_or(&row.id, Permission::AgentRead)?;
+    let now = callplane_schema::time::now();
+    let customer_id = row.customer_id.clone().unwrap_or_default();
+    let stats = stats.unwrap_or_else(|| AgentStats::empty(row.id, customer_id, now)).as_of(now);
+    Ok(HttpResponse::Ok().json(stats))
 }

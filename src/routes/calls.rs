@@ -136,6 +136,7 @@ async fn create_call(
         flow_id: create.flow_id,
         actions: serde_json::to_string(&create.actions.unwrap_or_default()).map_err(ApiError::internal)?,
         variables: serde_json::to_string(&create.variables).map_err(ApiError::internal)?,
+        owner_id: auth.agent_id().cloned(),
         idempotency: idempotency_key.map(|key| IdempotencyKey { key, request_hash }),
     };
     let answer = ctx.domain.calls.send(message).await.map_err(ApiError::internal)?.map_err(call_error)?;

@@ -4,6 +4,7 @@
 
 mod accesskeys;
 mod agents;
+mod billing;
 mod calls;
 mod customers;
 mod health;
@@ -31,7 +32,8 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(customers::config)
             .configure(agents::config)
             .configure(accesskeys::config)
-            .configure(calls::config),
+            .configure(calls::config)
+            .configure(billing::config),
     );
 }
 

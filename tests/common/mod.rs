@@ -235,22 +235,38 @@ impl TestServer {
     }
 }
 
-/// The tables the foundation migration creates.
-pub const TABLES: &[&str] = &["accesskeys", "agents", "billing_accounts", "customers", "events"];
+/// The tables the migrations create.
+pub const TABLES: &[&str] = &[
+    "accesskeys",
+    "agent_stats",
+    "agents",
+    "billing_accounts",
+    "billings",
+    "calls",
+    "customers",
+    "events",
+    "idempotency_keys",
+    "subscriber_cursors",
+];
 
 /// Which of [`TABLES`] the database at `url` has: each is counted through the schema
 /// the application itself uses, so a missing table is an error, not a zero.
 pub async fn existing_tables(db: &callplane_schema::Db) -> Vec<&'static str> {
-    use callplane_schema::schema::{accesskeys, agents, billing_accounts, customers, events};
+    use callplane_schema::schema::*;
     use diesel::prelude::*;
     db.read(|conn| {
         let mut found = Vec::new();
-        let counts: [(&'static str, QueryResult<i64>); 5] = [
+        let counts: Vec<(&'static str, QueryResult<i64>)> = vec![
             ("accesskeys", accesskeys::table.count().get_result(conn)),
+            ("agent_stats", agent_stats::table.count().get_result(conn)),
             ("agents", agents::table.count().get_result(conn)),
             ("billing_accounts", billing_accounts::table.count().get_result(conn)),
+            ("billings", billings::table.count().get_result(conn)),
+            ("calls", calls::table.count().get_result(conn)),
             ("customers", customers::table.count().get_result(conn)),
             ("events", events::table.count().get_result(conn)),
+            ("idempotency_keys", idempotency_keys::table.count().get_result(conn)),
+            ("subscriber_cursors", subscriber_cursors::table.count().get_result(conn)),
         ];
         for (name, count) in counts {
             if count.is_ok() {

@@ -57,6 +57,8 @@ pub struct CallActor {
     start: Option<Start>,
     dial_timer: Option<SpawnHandle>,
     call_timer: Option<SpawnHandle>,
+    /// Ends the call when the customer's balance runs out.
+    balance_timer: Option<SpawnHandle>,
     /// DTMF digits received and not yet consumed by a flow.
     digits: String,
 }
@@ -70,7 +72,15 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl CallActor {
     pub fn new(row: CallRow, deps: Arc<CallDeps>, start: Start) -> CallActor {
-        CallActor { row, deps, start: Some(start), dial_timer: None, call_timer: None, digits: String::new() }
+        CallActor {
+            row,
+            deps,
+            start: Some(start),
+            dial_timer: None,
+            call_timer: None,
+            balance_timer: None,
+            digits: String::new(),
+        }
     }
 
     /// Persists `next` with its event, deletes the cached copy, then adopts it.
@@ -118,6 +128,7 @@ impl CallActor {
             CallStatus::Terminating => {
                 self.cancel(ctx, |a| &mut a.dial_timer);
                 self.cancel(ctx, |a| &mut a.call_timer);
+                self.cancel(ctx, |a| &mut a.balance_timer);
                 ctx.run_later(TERMINATING_TIMEOUT, |act, ctx| {
                     if act.row.status == CallStatus::Terminating {
                         log::warn!("call {}: the media backend did not confirm the hang-up", act.row.id);
@@ -338,6 +349,31 @@ impl Handler<Command> for CallActor {
                 AtomicResponse::new(self.commit(next))
             }
         }
+    }
+}
+
+/// From billing: end the call with `insufficient_balance` at `at` (`None`: never).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct BalanceDeadline {
+    pub at: Option<chrono::NaiveDateTime>,
+}
+
+impl Handler<BalanceDeadline> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: BalanceDeadline, ctx: &mut Context<Self>) {
+        self.cancel(ctx, |a| &mut a.balance_timer);
+        let Some(at) = msg.at else { return };
+        if !matches!(self.row.status, CallStatus::Active) {
+            return;
+        }
+        let wait = (at - callplane_schema::time::now()).to_std().unwrap_or_default();
+        self.balance_timer = Some(ctx.run_later(wait, |act, ctx| {
+            act.balance_timer = None;
+            log::info!("call {}: the balance has run out", act.row.id);
+            act.hang_up_from_within(HangupReason::InsufficientBalance, ctx);
+        }));
     }
 }
 

@@ -17,7 +17,7 @@ use callplane_schema::models::idempotency::{self, StoredAnswer};
 use callplane_schema::{Db, DbError};
 use prometheus::IntGauge;
 
-pub use actor::{CallActor, CallCommand, Command, Snapshot, Start};
+pub use actor::{BalanceDeadline, CallActor, CallCommand, Command, Snapshot, Start};
 
 use crate::cache::CacheAside;
 use crate::media::MediaBackend;
@@ -118,6 +118,8 @@ pub struct CreateCalls {
     pub actions: String,
     /// JSON object of variables.
     pub variables: String,
+    /// The agent whose credential places the calls, if any.
+    pub owner_id: Option<callplane_schema::ids::AgentId>,
     pub idempotency: Option<IdempotencyKey>,
 }
 
@@ -225,6 +227,7 @@ impl Handler<CreateCalls> for CallManager {
                         flow_id: msg.flow_id.clone(),
                         actions: msg.actions.clone(),
                         variables: msg.variables.clone(),
+                        owner_id: msg.owner_id.clone(),
                     });
                     call::insert(tx.conn, &row)?;
                     let view = row.view();
@@ -318,6 +321,24 @@ impl Handler<Recover> for CallManager {
                 0
             }
         }))
+    }
+}
+
+/// When a call must end because the balance runs out (`None`: it need not).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Deadline {
+    pub call_id: CallId,
+    pub at: Option<chrono::NaiveDateTime>,
+}
+
+impl Handler<Deadline> for CallManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deadline, _: &mut Context<Self>) {
+        if let Some(call) = self.calls.get(&msg.call_id) {
+            call.do_send(actor::BalanceDeadline { at: msg.at });
+        }
     }
 }
 

@@ -29,7 +29,9 @@ crate::text_enum!(
     }
 );
 
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[diesel(table_name = billings)]
 pub struct Billing {
     pub id: BillingId,
@@ -67,16 +69,18 @@ fn move_money(conn: &mut DbConn, customer_id: &CustomerId, amount: i64) -> Resul
     billing_account::get_by_customer(conn, customer_id)
 }
 
-/// Opens a progressing row (a call was answered); no money moves yet.
+/// Opens a progressing row (a call was answered at `started`, which becomes the row's
+/// `tm_create`: its units count from then); no money moves yet.
 pub fn open(
     conn: &mut DbConn,
     customer_id: &CustomerId,
     reference_type: ReferenceType,
     reference_id: &str,
     rate: i64,
+    started: NaiveDateTime,
 ) -> Result<Billing, DbError> {
     let account = billing_account::get_by_customer(conn, customer_id)?;
-    let now = crate::time::now();
+    let now = started;
     let row = Billing {
         id: BillingId::new(),
         customer_id: customer_id.clone(),
@@ -163,9 +167,10 @@ pub fn find_by_reference(
         .optional()?)
 }
 
-/// Rows still open (calls being billed), for the billing subscriber after a restart.
-pub fn list_progressing(conn: &mut DbConn) -> Result<Vec<Billing>, DbError> {
+/// A customer's rows still open: the calls being billed.
+pub fn list_progressing_for(conn: &mut DbConn, customer_id: &CustomerId) -> Result<Vec<Billing>, DbError> {
     Ok(billings::table
+        .filter(billings::customer_id.eq(customer_id))
         .filter(billings::status.eq(BillingStatus::Progressing))
         .select(Billing::as_select())
         .load(conn)?)

@@ -9,6 +9,7 @@ use crate::db::DbConn;
 use crate::error::DbError;
 use crate::ids::{BillingAccountId, CustomerId};
 use crate::models::address::AddressType;
+use crate::page::{Cursor, Page, PageRequest};
 use crate::schema::billing_accounts;
 
 /// Price per unit in micro-units: per started minute (or second, when the operator bills
@@ -119,4 +120,18 @@ pub fn get_by_customer(conn: &mut DbConn, customer_id: &CustomerId) -> Result<Bi
 
 pub fn get(conn: &mut DbConn, id: &BillingAccountId) -> Result<BillingAccountRow, DbError> {
     Ok(billing_accounts::table.find(id).select(BillingAccountRow::as_select()).first(conn)?)
+}
+
+/// Every account, or one customer's.
+pub fn list(
+    conn: &mut DbConn,
+    customer_id: Option<&CustomerId>,
+    page: &PageRequest,
+) -> Result<Page<BillingAccountRow>, DbError> {
+    let mut query = billing_accounts::table.into_boxed();
+    if let Some(customer_id) = customer_id {
+        query = query.filter(billing_accounts::customer_id.eq(customer_id));
+    }
+    let rows = crate::paginate!(query, billing_accounts, page).select(BillingAccountRow::as_select()).load(conn)?;
+    Ok(Page::from_rows(rows, page, |a: &BillingAccountRow| Cursor { tm_create: a.tm_create, id: a.id.to_string() }))
 }

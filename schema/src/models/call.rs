@@ -109,16 +109,20 @@ pub struct CallRow {
     pub tm_end: Option<NaiveDateTime>,
     pub tm_update: NaiveDateTime,
     pub tm_delete: Option<NaiveDateTime>,
+    /// The agent whose credential placed the call, if any.
+    pub owner_id: Option<AgentId>,
 }
 
 /// A call as the API shows it. Moments that have not happened are `null`.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Call {
     pub id: CallId,
     pub customer_id: CustomerId,
     pub flow_id: Option<FlowId>,
     pub activeflow_id: Option<ActiveflowId>,
     pub direction: Direction,
+    /// The agent whose credential placed the call, if any.
+    pub owner_id: Option<AgentId>,
     pub source: Address,
     pub destination: Address,
     pub status: CallStatus,
@@ -145,6 +149,21 @@ pub struct Call {
     pub tm_update: NaiveDateTime,
 }
 
+impl Call {
+    /// The agents this call belongs to: its owner and its agent addresses, once each.
+    pub fn agents(&self) -> Vec<AgentId> {
+        let mut agents: Vec<AgentId> = [&self.source, &self.destination]
+            .into_iter()
+            .filter(|a| a.kind == AddressType::Agent)
+            .filter_map(|a| a.target.parse().ok())
+            .chain(self.owner_id.clone())
+            .collect();
+        agents.sort();
+        agents.dedup();
+        agents
+    }
+}
+
 /// Event data of a call: the call plus `call_id`, as the published clients read it.
 #[derive(Serialize)]
 pub struct CallEventData<'a> {
@@ -163,6 +182,7 @@ pub struct NewCall {
     pub flow_id: Option<FlowId>,
     pub actions: String,
     pub variables: String,
+    pub owner_id: Option<AgentId>,
 }
 
 impl CallRow {
@@ -195,6 +215,7 @@ impl CallRow {
             tm_end: None,
             tm_update: now,
             tm_delete: None,
+            owner_id: new.owner_id,
         }
     }
 
@@ -230,6 +251,7 @@ impl CallRow {
             flow_id: self.flow_id.clone(),
             activeflow_id: self.activeflow_id.clone(),
             direction: self.direction,
+            owner_id: self.owner_id.clone(),
             source: self.source(),
             destination: self.destination(),
             status: self.status,
@@ -246,12 +268,9 @@ impl CallRow {
         }
     }
 
-    /// The agents this call belongs to (as source or destination).
-    pub fn agents(&self) -> impl Iterator<Item = AgentId> + '_ {
-        [(self.source_type, &self.source_target), (self.destination_type, &self.destination_target)]
-            .into_iter()
-            .filter(|(kind, _)| *kind == AddressType::Agent)
-            .filter_map(|(_, target)| target.parse().ok())
+    /// The agents this call belongs to: its owner and its agent addresses.
+    pub fn agents(&self) -> Vec<AgentId> {
+        self.view().agents()
     }
 
     fn cursor(&self) -> Cursor {
@@ -293,7 +312,7 @@ pub fn get_any(conn: &mut DbConn, id: &CallId) -> Result<CallRow, DbError> {
 pub struct CallFilter {
     pub status: Option<CallStatus>,
     pub direction: Option<Direction>,
-    /// Only calls whose source or destination is this agent.
+    /// Only calls this agent owns or whose source or destination it is.
     pub agent: Option<AgentId>,
 }
 
@@ -316,7 +335,8 @@ pub fn list(
             calls::source_type
                 .eq(AddressType::Agent)
                 .and(calls::source_target.eq(agent.as_str()))
-                .or(calls::destination_type.eq(AddressType::Agent).and(calls::destination_target.eq(agent.as_str()))),
+                .or(calls::destination_type.eq(AddressType::Agent).and(calls::destination_target.eq(agent.as_str())))
+                .or(calls::owner_id.eq(agent)),
         );
     }
     let rows = crate::paginate!(query, calls, page).select(CallRow::as_select()).load(conn)?;

@@ -4,6 +4,7 @@
 pub mod accesskey;
 pub mod address;
 pub mod agent;
+pub mod agent_stats;
 pub mod billing;
 pub mod billing_account;
 pub mod call;

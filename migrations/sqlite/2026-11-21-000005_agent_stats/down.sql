@@ -1,0 +1,2 @@
+DROP TABLE agent_stats;
+ALTER TABLE calls DROP COLUMN owner_id;
