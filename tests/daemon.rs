@@ -492,3 +492,79 @@ fn json_logs_are_one_object_per_line_with_the_request_id() {
     assert!(me["msg"].as_str().unwrap().contains("/v1.0/me"), "{me}");
     assert!(me["msg"].as_str().unwrap().contains("401"), "{me}");
 }
+
+#[test]
+fn a_crash_loses_no_acknowledged_call_and_leaves_none_live() {
+    let site = Site::new();
+    let made = bootstrap_json(&site.run(&["bootstrap", "--username", "ops", "--password", PASSWORD], &[]));
+    let key = made["accesskey"].as_str().unwrap().to_owned();
+    let quick = [("CALLPLANE_SIM_RING_DELAY_MS", "20"), ("CALLPLANE_SIM_ANSWER_DELAY_MS", "60"), ("CALLPLANE_LOG", "warn")];
+    let mut daemon = site.serve(&["--no-bootstrap"], &quick);
+    let addr = daemon.addr();
+
+    // Four clients create calls as fast as they can; every 201 is written down.
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let (acknowledged, stop, key) = (acknowledged.clone(), stop.clone(), key.clone());
+            thread::spawn(move || {
+                let body = format!(
+                    r#"{{"source": {{"type": "tel", "target": "+15551234567"}}, "destinations": [{{"type": "tel", "target": "+1555987{i:04}"}}]}}"#
+                );
+                let auth = format!("Bearer {key}");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match try_http(addr, "POST", "/v1.0/calls", &[("Authorization", &auth)], &body) {
+                        Ok(resp) if resp.status == 201 => {
+                            let id = resp.json()["id"].as_str().unwrap().to_owned();
+                            acknowledged.lock().unwrap().push(id);
+                        }
+                        Ok(_) => {}
+                        // The daemon is gone.
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Let calls pile up in every state, then pull the plug.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 200 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    daemon.child.kill().unwrap();
+    daemon.wait(STOP_TIMEOUT);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 200, "only {} calls were created before the crash", acknowledged.len());
+
+    let mut daemon = site.serve(&["--no-bootstrap"], &quick);
+    let auth = format!("Bearer {key}");
+    for id in &acknowledged {
+        let resp = http(daemon.addr(), "GET", &format!("/v1.0/calls/{id}"), &[("Authorization", &auth)], "");
+        assert_eq!(resp.status, 200, "acknowledged call {id} was lost: {}", resp.body);
+    }
+    // Nothing stays live: every call the crash interrupted is ended, as failed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let live: usize = ["initiating", "ringing", "active", "terminating"]
+            .iter()
+            .map(|status| {
+                let resp = http(daemon.addr(), "GET", &format!("/v1.0/calls?status={status}"), &[("Authorization", &auth)], "");
+                resp.json()["result"].as_array().unwrap().len()
+            })
+            .sum();
+        if live == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{live} calls are still live after the restart");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let ended = http(daemon.addr(), "GET", "/v1.0/calls?status=ended&page_size=100", &[("Authorization", &auth)], "");
+    let failed = ended.json()["result"].as_array().unwrap().iter().filter(|c| c["hangup_reason"] == "failed").count();
+    assert!(failed > 0, "the interrupted calls end as failed");
+    assert!(daemon.stop().success());
+}
