@@ -498,7 +498,8 @@ fn a_crash_loses_no_acknowledged_call_and_leaves_none_live() {
     let site = Site::new();
     let made = bootstrap_json(&site.run(&["bootstrap", "--username", "ops", "--password", PASSWORD], &[]));
     let key = made["accesskey"].as_str().unwrap().to_owned();
-    let quick = [("CALLPLANE_SIM_RING_DELAY_MS", "20"), ("CALLPLANE_SIM_ANSWER_DELAY_MS", "60"), ("CALLPLANE_LOG", "warn")];
+    let quick =
+        [("CALLPLANE_SIM_RING_DELAY_MS", "20"), ("CALLPLANE_SIM_ANSWER_DELAY_MS", "60"), ("CALLPLANE_LOG", "warn")];
     let mut daemon = site.serve(&["--no-bootstrap"], &quick);
     let addr = daemon.addr();
 
@@ -553,7 +554,13 @@ fn a_crash_loses_no_acknowledged_call_and_leaves_none_live() {
         let live: usize = ["initiating", "ringing", "active", "terminating"]
             .iter()
             .map(|status| {
-                let resp = http(daemon.addr(), "GET", &format!("/v1.0/calls?status={status}"), &[("Authorization", &auth)], "");
+                let resp = http(
+                    daemon.addr(),
+                    "GET",
+                    &format!("/v1.0/calls?status={status}"),
+                    &[("Authorization", &auth)],
+                    "",
+                );
                 resp.json()["result"].as_array().unwrap().len()
             })
             .sum();
