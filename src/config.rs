@@ -296,6 +296,7 @@ impl Settings {
                     BillingUnit::Second => Duration::from_secs(1),
                 },
                 balance_low: self.billing_balance_low_micros,
+                horizon: Duration::from_secs(self.call_max_duration_secs),
             },
             redis_url: self.redis_url.clone(),
             cache_ttl: Duration::from_secs(self.cache_ttl_secs),

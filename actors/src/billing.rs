@@ -13,7 +13,7 @@
 //! jitter, so the balance does not go below zero (by more than one unit when a timer
 //! fires late).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -34,11 +34,18 @@ pub struct BillingSettings {
     pub unit: Duration,
     /// `billing.balance_low` when a charge takes the balance under this.
     pub balance_low: i64,
+    /// No call lasts longer than this (the calls' maximum duration): a balance that
+    /// covers every call in progress until then needs no cut-off.
+    pub horizon: Duration,
 }
 
 impl Default for BillingSettings {
     fn default() -> Self {
-        BillingSettings { unit: Duration::from_secs(60), balance_low: 1_000_000 }
+        BillingSettings {
+            unit: Duration::from_secs(60),
+            balance_low: 1_000_000,
+            horizon: Duration::from_secs(4 * 3600),
+        }
     }
 }
 
@@ -50,17 +57,59 @@ pub struct Billed {
     pub rate: i64,
 }
 
-/// What a write learned about a customer whose calls or balance changed.
+/// What a write changed, for the in-memory exposure.
 #[derive(Debug)]
-pub struct Exposure {
-    pub customer_id: CustomerId,
-    pub balance: i64,
-    pub calls: Vec<Billed>,
+pub enum Change {
+    Opened { customer_id: CustomerId, call: Billed, balance: i64 },
+    Finished { customer_id: CustomerId, call_id: CallId, balance: i64 },
+    Adjusted { customer_id: CustomerId, balance: i64 },
+}
+
+/// A customer's calls being billed, with running sums that bound their cost in O(1).
+#[derive(Debug, Default)]
+struct Exposure {
+    balance: i64,
+    calls: HashMap<CallId, Billed>,
+    /// Σ rate.
+    rates: i128,
+    /// Σ rate × answered (microseconds since the epoch).
+    weighted: i128,
+    /// Deadlines were sent and must be lifted when no longer needed.
+    cutting: bool,
+}
+
+impl Exposure {
+    fn add(&mut self, call: Billed) {
+        self.rates += i128::from(call.rate);
+        self.weighted += i128::from(call.rate) * i128::from(call.answered.and_utc().timestamp_micros());
+        self.calls.insert(call.call_id.clone(), call);
+    }
+
+    fn remove(&mut self, call_id: &CallId) {
+        if let Some(call) = self.calls.remove(call_id) {
+            self.rates -= i128::from(call.rate);
+            self.weighted -= i128::from(call.rate) * i128::from(call.answered.and_utc().timestamp_micros());
+        }
+    }
+
+    /// True when the balance may not cover every call until `until`: an upper bound of
+    /// their cost, Σ rate × (elapsed / unit + 1), from the running sums.
+    fn at_risk(&self, until: NaiveDateTime, unit: Duration) -> bool {
+        if self.rates == 0 {
+            return false;
+        }
+        let unit = i128::try_from(unit.as_micros()).unwrap_or(i128::MAX).max(1);
+        let t = i128::from(until.and_utc().timestamp_micros());
+        let bound = (self.rates * t - self.weighted) / unit + self.rates;
+        i128::from(self.balance) < bound
+    }
 }
 
 pub struct BillingSubscriber {
     calls: Addr<CallManager>,
     settings: BillingSettings,
+    db: callplane_schema::Db,
+    exposures: HashMap<CustomerId, Exposure>,
 }
 
 impl BillingSubscriber {
@@ -70,7 +119,35 @@ impl BillingSubscriber {
         db: callplane_schema::Db,
         bus: Addr<crate::bus::EventBus>,
     ) -> Addr<Durable<BillingSubscriber>> {
-        Durable::start(BillingSubscriber { calls, settings }, settings, db, bus)
+        let subscriber = BillingSubscriber { calls, settings, db: db.clone(), exposures: HashMap::new() };
+        Durable::start(subscriber, settings, db, bus)
+    }
+
+    /// Sends every call of `customer_id` its deadline, or lifts deadlines no longer needed.
+    fn review(&mut self, customer_id: &CustomerId) {
+        let now = callplane_schema::time::now();
+        let unit = self.settings.unit;
+        let horizon = chrono::Duration::from_std(self.settings.horizon).unwrap_or(chrono::Duration::hours(4));
+        let Some(exposure) = self.exposures.get_mut(customer_id) else { return };
+        let at = if exposure.at_risk(now + horizon, unit) {
+            let calls: Vec<Billed> = exposure.calls.values().cloned().collect();
+            cut_off(exposure.balance, &calls, unit, now)
+        } else {
+            None
+        };
+        if at.is_none() && !exposure.cutting {
+            return;
+        }
+        exposure.cutting = at.is_some();
+        if let Some(at) = at {
+            log::info!("customer {customer_id}: {} calls end at {at} unless the balance grows", exposure.calls.len());
+        }
+        for call_id in exposure.calls.keys() {
+            self.calls.do_send(Deadline { call_id: call_id.clone(), at });
+        }
+        if exposure.calls.is_empty() {
+            self.exposures.remove(customer_id);
+        }
     }
 }
 
@@ -117,14 +194,14 @@ fn parse<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, DbError> {
 impl DurableSubscriber for BillingSubscriber {
     const NAME: &'static str = "billing";
     type Config = BillingSettings;
-    type Outcome = Vec<Exposure>;
+    type Outcome = Vec<Change>;
 
     fn wants(event: &Event) -> bool {
         matches!(event.event_type.as_str(), "call.answered" | "call.ended" | "billing.created")
     }
 
-    fn write(settings: &BillingSettings, tx: &mut WriteCtx<'_>, events: &[&Event]) -> Result<Vec<Exposure>, DbError> {
-        let mut affected = BTreeSet::new();
+    fn write(settings: &BillingSettings, tx: &mut WriteCtx<'_>, events: &[&Event]) -> Result<Vec<Change>, DbError> {
+        let mut changes = Vec::new();
         for event in events {
             match event.event_type.as_str() {
                 "call.answered" => {
@@ -132,23 +209,16 @@ impl DurableSubscriber for BillingSubscriber {
                     if billing::find_by_reference(tx.conn, ReferenceType::Call, call.id.as_str())?.is_some() {
                         continue;
                     }
-                    let rate = billing_account::get_by_customer(tx.conn, &call.customer_id)?
-                        .rates()
-                        .call(call.destination.kind);
+                    let account = billing_account::get_by_customer(tx.conn, &call.customer_id)?;
+                    let rate = account.rates().call(call.destination.kind);
                     if rate == 0 {
                         continue;
                     }
                     let answered = call.tm_answer.unwrap_or(event.tm_create);
-                    let row = billing::open(
-                        tx.conn,
-                        &call.customer_id,
-                        ReferenceType::Call,
-                        call.id.as_str(),
-                        rate,
-                        answered,
-                    )?;
+                    let row = billing::open(tx.conn, &account, ReferenceType::Call, call.id.as_str(), rate, answered)?;
                     tx.emit(NewEvent::new("billing.created", Some(&row.customer_id), &row.id, &row)?)?;
-                    affected.insert(call.customer_id);
+                    let call = Billed { call_id: call.id, answered, rate };
+                    changes.push(Change::Opened { customer_id: row.customer_id, call, balance: account.balance });
                 }
                 "call.ended" => {
                     let call: Call = parse(event)?;
@@ -160,56 +230,92 @@ impl DurableSubscriber for BillingSubscriber {
                     }
                     let ended = call.tm_end.unwrap_or(event.tm_create);
                     let units = units(open.tm_create, ended, settings.unit);
-                    let before = billing_account::get_by_customer(tx.conn, &call.customer_id)?.balance;
                     let (row, account) = billing::finish(tx.conn, &open, units)?;
                     tx.emit(NewEvent::new("billing.updated", Some(&row.customer_id), &row.id, &row)?)?;
+                    let before = account.balance - row.amount;
                     if before >= settings.balance_low && account.balance < settings.balance_low {
                         let view = account.view();
                         tx.emit(NewEvent::new("billing.balance_low", Some(&view.customer_id), &view.id, &view)?)?;
                     }
-                    affected.insert(call.customer_id);
+                    changes.push(Change::Finished {
+                        customer_id: row.customer_id,
+                        call_id: call.id,
+                        balance: account.balance,
+                    });
                 }
                 "billing.created" => {
                     // Credits and debits by an operator move the cut-off of calls in progress.
                     let row: Billing = parse(event)?;
                     if row.reference_type == ReferenceType::Adjustment {
-                        affected.insert(row.customer_id);
+                        changes.push(Change::Adjusted { customer_id: row.customer_id, balance: row.balance_after });
                     }
                 }
                 _ => {}
             }
         }
-        affected
-            .into_iter()
-            .map(|customer_id| {
-                let balance = billing_account::get_by_customer(tx.conn, &customer_id)?.balance;
-                let calls = billing::list_progressing_for(tx.conn, &customer_id)?
-                    .into_iter()
-                    .filter(|b| b.reference_type == ReferenceType::Call)
-                    .filter_map(|b| {
-                        Some(Billed { call_id: b.reference_id.parse().ok()?, answered: b.tm_create, rate: b.rate })
-                    })
-                    .collect();
-                Ok(Exposure { customer_id, balance, calls })
-            })
-            .collect()
+        Ok(changes)
     }
 
-    fn committed(&mut self, exposures: Vec<Exposure>, _: &mut Context<Durable<Self>>) {
-        let now = callplane_schema::time::now();
-        for exposure in exposures {
-            let at = cut_off(exposure.balance, &exposure.calls, self.settings.unit, now);
-            if let Some(at) = at {
-                log::debug!(
-                    "customer {}: {} calls end at {at} unless the balance grows",
-                    exposure.customer_id,
-                    exposure.calls.len()
-                );
-            }
-            for call in exposure.calls {
-                self.calls.do_send(Deadline { call_id: call.call_id, at });
+    fn committed(&mut self, changes: Vec<Change>, _: &mut Context<Durable<Self>>) {
+        let mut affected = BTreeSet::new();
+        for change in changes {
+            match change {
+                Change::Opened { customer_id, call, balance } => {
+                    let exposure = self.exposures.entry(customer_id.clone()).or_default();
+                    exposure.balance = balance;
+                    exposure.add(call);
+                    affected.insert(customer_id);
+                }
+                Change::Finished { customer_id, call_id, balance } => {
+                    if let Some(exposure) = self.exposures.get_mut(&customer_id) {
+                        exposure.balance = balance;
+                        exposure.remove(&call_id);
+                        affected.insert(customer_id);
+                    }
+                }
+                Change::Adjusted { customer_id, balance } => {
+                    if let Some(exposure) = self.exposures.get_mut(&customer_id) {
+                        exposure.balance = balance;
+                        affected.insert(customer_id);
+                    }
+                }
             }
         }
+        for customer_id in affected {
+            self.review(&customer_id);
+        }
+    }
+
+    /// Calls billed when the process stopped are still being billed: load them once,
+    /// before the first event.
+    fn started(&mut self, ctx: &mut Context<Durable<Self>>) {
+        let db = self.db.clone();
+        let load = async move {
+            db.read(|conn| {
+                let mut loaded = Vec::new();
+                for row in billing::list_progressing(conn)? {
+                    let Ok(call_id) = row.reference_id.parse() else { continue };
+                    let balance = billing_account::get_by_customer(conn, &row.customer_id)?.balance;
+                    loaded.push((
+                        row.customer_id,
+                        balance,
+                        Billed { call_id, answered: row.tm_create, rate: row.rate },
+                    ));
+                }
+                Ok(loaded)
+            })
+            .await
+        };
+        ctx.wait(fut::wrap_future::<_, Durable<Self>>(load).map(|loaded, act, _| match loaded {
+            Ok(loaded) => {
+                for (customer_id, balance, call) in loaded {
+                    let exposure = act.subscriber.exposures.entry(customer_id).or_default();
+                    exposure.balance = balance;
+                    exposure.add(call);
+                }
+            }
+            Err(e) => log::error!("billing: cannot load the calls being billed: {e}"),
+        }));
     }
 }
 
@@ -242,6 +348,20 @@ mod tests {
         assert_eq!(cut_off(25_000, &[Billed { rate: 0, ..call.clone() }], MINUTE, t(5)), None);
         // Nothing left: now.
         assert_eq!(cut_off(5_000, &[call], MINUTE, t(5)), Some(t(5)));
+    }
+
+    #[test]
+    fn the_running_sums_tell_when_a_cut_off_is_needed() {
+        let mut exposure = Exposure { balance: 1_000_000, ..Exposure::default() };
+        exposure.add(Billed { call_id: CallId::new(), answered: t(0), rate: 10_000 });
+        // 1,000,000 pays 100 minutes: safe for an hour, not for four.
+        assert!(!exposure.at_risk(t(3600), MINUTE));
+        assert!(exposure.at_risk(t(4 * 3600), MINUTE));
+        let second = Billed { call_id: CallId::new(), answered: t(60), rate: 10_000 };
+        exposure.add(second.clone());
+        assert!(exposure.at_risk(t(3600), MINUTE), "two calls burn it in 50 minutes");
+        exposure.remove(&second.call_id);
+        assert!(!exposure.at_risk(t(3600), MINUTE));
     }
 
     #[test]

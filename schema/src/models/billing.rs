@@ -73,18 +73,17 @@ fn move_money(conn: &mut DbConn, customer_id: &CustomerId, amount: i64) -> Resul
 /// `tm_create`: its units count from then); no money moves yet.
 pub fn open(
     conn: &mut DbConn,
-    customer_id: &CustomerId,
+    account: &BillingAccountRow,
     reference_type: ReferenceType,
     reference_id: &str,
     rate: i64,
     started: NaiveDateTime,
 ) -> Result<Billing, DbError> {
-    let account = billing_account::get_by_customer(conn, customer_id)?;
     let now = started;
     let row = Billing {
         id: BillingId::new(),
-        customer_id: customer_id.clone(),
-        billing_account_id: account.id,
+        customer_id: account.customer_id.clone(),
+        billing_account_id: account.id.clone(),
         reference_type,
         reference_id: reference_id.to_owned(),
         status: BillingStatus::Progressing,
@@ -167,10 +166,9 @@ pub fn find_by_reference(
         .optional()?)
 }
 
-/// A customer's rows still open: the calls being billed.
-pub fn list_progressing_for(conn: &mut DbConn, customer_id: &CustomerId) -> Result<Vec<Billing>, DbError> {
+/// Rows still open: the calls being billed.
+pub fn list_progressing(conn: &mut DbConn) -> Result<Vec<Billing>, DbError> {
     Ok(billings::table
-        .filter(billings::customer_id.eq(customer_id))
         .filter(billings::status.eq(BillingStatus::Progressing))
         .select(Billing::as_select())
         .load(conn)?)
