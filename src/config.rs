@@ -27,6 +27,11 @@
 //! | `call_max_duration_secs` | `CALLPLANE_CALL_MAX_DURATION_SECS` | `14400`: answered calls end `timeout` |
 //! | `cache_ttl_secs` | `CALLPLANE_CACHE_TTL_SECS` | `300` |
 //! | `cache_max_bytes` | `CALLPLANE_CACHE_MAX_BYTES` | `268435456` (in-process cache) |
+//! | `ws_heartbeat_interval_ms` | `CALLPLANE_WS_HEARTBEAT_INTERVAL_MS` | `10000`: the server pings each WebSocket client |
+//! | `ws_client_timeout_ms` | `CALLPLANE_WS_CLIENT_TIMEOUT_MS` | `30000`: a client silent this long is closed |
+//! | `ws_queue_frames` | `CALLPLANE_WS_QUEUE_FRAMES` | `256`: events a session holds for a slow client |
+//! | `ws_max_dropped` | `CALLPLANE_WS_MAX_DROPPED` | `1024`: a client losing more before it catches up is closed |
+//! | `ws_slow_grace_ms` | `CALLPLANE_WS_SLOW_GRACE_MS` | `10000`: a client whose queue stays full this long is closed |
 //!
 //! A value that does not parse fails start-up with a message naming the setting.
 
@@ -63,6 +68,11 @@ pub struct Settings {
     pub call_max_duration_secs: u64,
     pub cache_ttl_secs: u64,
     pub cache_max_bytes: u64,
+    pub ws_heartbeat_interval_ms: u64,
+    pub ws_client_timeout_ms: u64,
+    pub ws_queue_frames: usize,
+    pub ws_max_dropped: u64,
+    pub ws_slow_grace_ms: u64,
 }
 
 impl Default for Settings {
@@ -92,8 +102,17 @@ impl Default for Settings {
             call_max_duration_secs: 4 * 3600,
             cache_ttl_secs: 300,
             cache_max_bytes: 256 * 1024 * 1024,
+            ws_heartbeat_interval_ms: millis(callplane_actors::ws::HEARTBEAT_INTERVAL),
+            ws_client_timeout_ms: millis(callplane_actors::ws::CLIENT_TIMEOUT),
+            ws_queue_frames: callplane_actors::ws::QUEUE_FRAMES,
+            ws_max_dropped: callplane_actors::ws::MAX_DROPPED,
+            ws_slow_grace_ms: millis(callplane_actors::ws::SLOW_GRACE),
         }
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -182,6 +201,11 @@ impl Settings {
         source.set("CALLPLANE_CALL_MAX_DURATION_SECS", &mut self.call_max_duration_secs)?;
         source.set("CALLPLANE_CACHE_TTL_SECS", &mut self.cache_ttl_secs)?;
         source.set("CALLPLANE_CACHE_MAX_BYTES", &mut self.cache_max_bytes)?;
+        source.set("CALLPLANE_WS_HEARTBEAT_INTERVAL_MS", &mut self.ws_heartbeat_interval_ms)?;
+        source.set("CALLPLANE_WS_CLIENT_TIMEOUT_MS", &mut self.ws_client_timeout_ms)?;
+        source.set("CALLPLANE_WS_QUEUE_FRAMES", &mut self.ws_queue_frames)?;
+        source.set("CALLPLANE_WS_MAX_DROPPED", &mut self.ws_max_dropped)?;
+        source.set("CALLPLANE_WS_SLOW_GRACE_MS", &mut self.ws_slow_grace_ms)?;
         Ok(())
     }
 
@@ -242,6 +266,18 @@ impl Settings {
                 cause: "must be at least 1".to_owned(),
             });
         }
+        if self.ws_heartbeat_interval_ms == 0 || self.ws_client_timeout_ms < self.ws_heartbeat_interval_ms {
+            return Err(ConfigError::Invalid {
+                setting: "CALLPLANE_WS_CLIENT_TIMEOUT_MS",
+                cause: "the heartbeat interval must be at least 1 ms and the client timeout at least that".to_owned(),
+            });
+        }
+        if self.ws_queue_frames == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "CALLPLANE_WS_QUEUE_FRAMES",
+                cause: "must be at least 1".to_owned(),
+            });
+        }
         if self.call_max_duration_secs == 0 {
             return Err(ConfigError::Invalid {
                 setting: "CALLPLANE_CALL_MAX_DURATION_SECS",
@@ -266,6 +302,13 @@ impl Settings {
             redis_url: self.redis_url.clone(),
             cache_ttl: Duration::from_secs(self.cache_ttl_secs),
             cache_max_bytes: self.cache_max_bytes,
+            ws: callplane_actors::ws::WsSettings {
+                heartbeat_interval: Duration::from_millis(self.ws_heartbeat_interval_ms),
+                client_timeout: Duration::from_millis(self.ws_client_timeout_ms),
+                queue_frames: self.ws_queue_frames,
+                max_dropped: self.ws_max_dropped,
+                slow_grace: Duration::from_millis(self.ws_slow_grace_ms),
+            },
         }
     }
 }
