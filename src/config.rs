@@ -371,6 +371,11 @@ mod tests {
         let err =
             Settings::load(None, env(&[("DATABASE_URL", "oracle://x")]), &Overrides::default()).expect_err("must fail");
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+
+        let quicker_timeout =
+            [("CALLPLANE_WS_HEARTBEAT_INTERVAL_MS", "1000"), ("CALLPLANE_WS_CLIENT_TIMEOUT_MS", "500")];
+        let err = Settings::load(None, env(&quicker_timeout), &Overrides::default()).expect_err("must fail");
+        assert!(err.to_string().contains("CALLPLANE_WS_CLIENT_TIMEOUT_MS"), "{err}");
     }
 
     #[test]

@@ -535,6 +535,7 @@ async fn a_client_that_stops_reading_is_dropped_while_the_others_get_every_event
             assert!(received.insert(event["id"].as_str().unwrap().to_owned()), "pushed twice: {}", event["id"]);
         }
     }
+    eprintln!("dropped after {written} events");
     // One more round after the drop: the reader is still served.
     write_events(&server, &customer, 10, 8 * 1024).await;
     written += 10;
@@ -589,6 +590,29 @@ async fn the_heartbeat_closes_a_silent_client_and_keeps_an_answering_one() {
     answering.subscribe(&[&format!("customer_id:{}", tenant.customer_id)]).await;
     assert_eq!(metric(&server, r#"callplane_ws_sessions_closed_total{reason="heartbeat"}"#).await, 1.0);
     assert_eq!(metric(&server, "callplane_ws_sessions").await, 1.0);
+}
+
+#[actix_web::test]
+async fn a_revoked_access_key_ends_its_session() {
+    let server = TestServer::start_with(|s| {
+        s.ws_heartbeat_interval_ms = 50;
+        s.ws_client_timeout_ms = 60_000;
+    })
+    .await;
+    let tenant = server.tenant("alice").await;
+    let key = server.post("/v1.0/accesskeys", Some(&tenant.token), json!({"name": "dashboard", "expire": 3600})).await;
+    let key = key.expect(201).clone();
+    let mut by_key = Client::connect(&server, &format!("?accesskey={}", key["token"].as_str().unwrap())).await;
+    let mut by_token = Client::connect(&server, &format!("?token={}", tenant.token)).await;
+    by_key.subscribe(&[&format!("customer_id:{}", tenant.customer_id)]).await;
+
+    server.delete(&format!("/v1.0/accesskeys/{}", key["id"].as_str().unwrap()), Some(&tenant.token)).await.expect(200);
+    let reason = by_key.until_close().await.expect("a close reason");
+    assert_eq!(reason.code, CloseCode::Policy);
+    assert!(reason.description.unwrap_or_default().starts_with("credentials"));
+    // The admin's own session, re-checked as often, stays.
+    by_token.subscribe(&[&format!("customer_id:{}", tenant.customer_id)]).await;
+    assert_eq!(metric(&server, r#"callplane_ws_sessions_closed_total{reason="revoked"}"#).await, 1.0);
 }
 
 #[actix_web::test]

@@ -3,14 +3,16 @@
 //! missing credential is a 401 in the error envelope and no socket; the upgraded
 //! connection then belongs to a session actor of the domain.
 
+use std::rc::Rc;
+
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use callplane_actors::ws::Viewer;
+use callplane_actors::ws::{Revalidate, Viewer};
 use callplane_schema::models::agent::Role;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::{Auth, Permission, Principal};
 use crate::context::AppContext;
-use crate::error::{ApiError, Reason};
+use crate::error::{ApiError, Reason, Status};
 
 pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(connect_ws);
@@ -72,8 +74,32 @@ async fn connect_ws(
     ctx: web::Data<AppContext>,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = viewer(&auth)?;
+    let revalidate = revalidate(&ctx, &req, &auth)?;
     let (response, sink, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::invalid(format!("this route upgrades to a WebSocket: {e}")))?;
-    ctx.domain.ws.serve(viewer, sink, stream);
+    ctx.domain.ws.serve(viewer, revalidate, sink, stream);
     Ok(response)
+}
+
+/// Authenticates the session's credential again, as the request did: no longer good
+/// when it is refused or now stands for another role (a fault that keeps the answer
+/// unknown leaves the session be).
+fn revalidate(ctx: &AppContext, req: &HttpRequest, auth: &Auth) -> Result<Revalidate, ApiError> {
+    let credential = crate::auth::credential(req).ok_or_else(|| ApiError::new(Reason::Unauthenticated))?;
+    let authenticator = ctx.auth.clone();
+    let role = auth.role();
+    Ok(Rc::new(move || {
+        let authenticator = authenticator.clone();
+        let credential = credential.clone();
+        Box::pin(async move {
+            match authenticator.authenticate(&credential).await {
+                Ok(principal) => Auth(principal).role() == role,
+                Err(e) if e.reason.status() == Status::Unauthenticated => false,
+                Err(e) => {
+                    log::warn!("re-checking a WebSocket credential: {e}");
+                    true
+                }
+            }
+        })
+    }))
 }

@@ -45,6 +45,14 @@ pub const SLOW_GRACE: Duration = Duration::from_secs(10);
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Subscriptions one session may hold.
 pub const MAX_TOPICS: usize = 100;
+/// The session's credential is checked again every this many heartbeats (a minute by
+/// default), so a revoked key, a deleted or re-roled agent or an expired token does not
+/// keep a socket open.
+pub const REVALIDATE_EVERY: u32 = 6;
+
+/// Checks the session's credential again: false when it is no longer good (revoked,
+/// expired, or its role changed); true when it is, or when that cannot be told now.
+pub type Revalidate = std::rc::Rc<dyn Fn() -> futures_util::future::LocalBoxFuture<'static, bool>>;
 
 #[derive(Debug, Clone)]
 pub struct WsSettings {
@@ -146,10 +154,16 @@ impl Ws {
 
     /// Runs a session on an upgraded connection, in the current arbiter (the connection's
     /// worker).
-    pub fn serve(&self, viewer: Viewer, sink: actix_ws::Session, stream: actix_ws::MessageStream) -> SessionId {
+    pub fn serve(
+        &self,
+        viewer: Viewer,
+        revalidate: Revalidate,
+        sink: actix_ws::Session,
+        stream: actix_ws::MessageStream,
+    ) -> SessionId {
         let stream =
             stream.max_frame_size(MAX_FRAME_BYTES).aggregate_continuations().max_continuation_size(MAX_FRAME_BYTES);
-        WsSession::spawn(viewer, sink, stream, self.deps.clone())
+        WsSession::spawn(viewer, revalidate, sink, stream, self.deps.clone())
     }
 
     /// Closes every session (the daemon is stopping), so that their connections end

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use super::hub::{AddTopics, Connect, Disconnect, Push, RemoveTopics};
 use super::topic::{Owner, Topic};
-use super::{MAX_TOPICS, SessionDeps, Viewer};
+use super::{MAX_TOPICS, REVALIDATE_EVERY, Revalidate, SessionDeps, Viewer};
 
 /// Identifies a session to the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,6 +35,42 @@ impl SessionId {
     fn next() -> SessionId {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         SessionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ws-{}", self.0)
+    }
+}
+
+/// Why a session closes; the label of `ws_sessions_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// The client closed.
+    Client,
+    /// The daemon is stopping.
+    Shutdown,
+    /// The client does not keep up.
+    Slow,
+    /// Nothing heard from the client within the timeout.
+    Heartbeat,
+    /// A frame the protocol does not allow (or too large).
+    Protocol,
+    /// The credential is no longer good.
+    Revoked,
+}
+
+impl Why {
+    fn label(self) -> &'static str {
+        match self {
+            Why::Client => "client",
+            Why::Shutdown => "shutdown",
+            Why::Slow => "slow",
+            Why::Heartbeat => "heartbeat",
+            Why::Protocol => "protocol",
+            Why::Revoked => "revoked",
+        }
     }
 }
 
@@ -59,6 +95,9 @@ struct Backlog {
 pub struct WsSession {
     id: SessionId,
     viewer: Viewer,
+    revalidate: Revalidate,
+    /// Heartbeats so far.
+    beats: u32,
     deps: Arc<SessionDeps>,
     sink: actix_ws::Session,
     queue: VecDeque<Outgoing>,
@@ -151,6 +190,7 @@ fn parse_all(raw: &[String]) -> Result<Vec<Topic>, Refusal> {
 impl WsSession {
     pub(super) fn spawn(
         viewer: Viewer,
+        revalidate: Revalidate,
         sink: actix_ws::Session,
         stream: AggregatedMessageStream,
         deps: Arc<SessionDeps>,
@@ -161,6 +201,8 @@ impl WsSession {
             WsSession {
                 id,
                 viewer,
+                revalidate,
+                beats: 0,
                 deps,
                 sink,
                 queue: VecDeque::new(),
@@ -180,7 +222,7 @@ impl WsSession {
 
     fn send_control(&mut self, frame: Outgoing, ctx: &mut Context<Self>) {
         if self.control_queued >= MAX_CONTROL {
-            self.close(ctx, CloseCode::Policy, "too slow: the client is not reading".to_owned(), "slow");
+            self.close(ctx, CloseCode::Policy, "too slow: the client is not reading".to_owned(), Why::Slow);
             return;
         }
         self.control_queued += 1;
@@ -189,7 +231,7 @@ impl WsSession {
     }
 
     fn refuse(&mut self, refusal: Refusal, ctx: &mut Context<Self>) {
-        log::debug!("ws session {:?}: {} {}", self.id, refusal.reason, refusal.message);
+        log::debug!("{}: {} {}", self.id, refusal.reason, refusal.message);
         self.send_control(Outgoing::Control(refusal.frame()), ctx);
     }
 
@@ -197,6 +239,8 @@ impl WsSession {
     fn answer_after(&mut self, after: u64, frame: String, ctx: &mut Context<Self>) {
         if after <= self.received && self.held.is_empty() {
             self.send_control(Outgoing::Control(frame), ctx);
+        } else if self.held.len() + self.control_queued >= MAX_CONTROL {
+            self.close(ctx, CloseCode::Policy, "too slow: the client is not reading".to_owned(), Why::Slow);
         } else {
             self.held.push_back((after, frame));
         }
@@ -231,7 +275,7 @@ impl WsSession {
             backlog.dropped += dropped;
             if backlog.dropped > self.deps.settings.max_dropped {
                 let reason = format!("too slow: {} events dropped", backlog.dropped);
-                self.close(ctx, CloseCode::Policy, reason, "slow");
+                self.close(ctx, CloseCode::Policy, reason, Why::Slow);
                 return;
             }
         }
@@ -286,13 +330,16 @@ impl WsSession {
     /// Sends a close frame after what the socket already has, and stops. The frame is
     /// sent by a task of its own, given up after the client timeout: a client that is not
     /// reading may never make room for it, and the session's memory goes now.
-    fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, description: String, why: &'static str) {
+    fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, description: String, why: Why) {
         if self.closing {
             return;
         }
         self.closing = true;
-        self.deps.metrics.closed.with_label_values(&[why]).inc();
-        log::debug!("ws session {:?} closing ({why}): {description}", self.id);
+        self.deps.metrics.closed.with_label_values(&[why.label()]).inc();
+        match why {
+            Why::Client | Why::Shutdown => log::debug!("{} closing ({why:?}): {description}", self.id),
+            _ => log::info!("{} of customer {} closed ({why:?}): {description}", self.id, self.viewer.customer_id),
+        }
         let sink = self.sink.clone();
         let grace = self.deps.settings.client_timeout;
         actix::spawn(async move {
@@ -306,7 +353,7 @@ impl WsSession {
         let settings = &self.deps.settings;
         if self.last_heard.elapsed() > settings.client_timeout {
             let reason = format!("heartbeat timeout: nothing from the client for {}", secs(settings.client_timeout));
-            self.close(ctx, CloseCode::Policy, reason, "heartbeat");
+            self.close(ctx, CloseCode::Policy, reason, Why::Heartbeat);
             return;
         }
         if let Some(backlog) = &self.backlog
@@ -314,10 +361,19 @@ impl WsSession {
         {
             let reason =
                 format!("too slow: behind for {}, {} events dropped", secs(settings.slow_grace), backlog.dropped);
-            self.close(ctx, CloseCode::Policy, reason, "slow");
+            self.close(ctx, CloseCode::Policy, reason, Why::Slow);
             return;
         }
         self.send_control(Outgoing::Ping, ctx);
+        self.beats = self.beats.wrapping_add(1);
+        if self.beats.is_multiple_of(REVALIDATE_EVERY) {
+            ctx.spawn((self.revalidate)().into_actor(self).map(|valid, session, ctx| {
+                if !valid {
+                    let reason = "credentials revoked, expired or changed".to_owned();
+                    session.close(ctx, CloseCode::Policy, reason, Why::Revoked);
+                }
+            }));
+        }
     }
 
     fn handle_text(&mut self, text: &str, ctx: &mut Context<Self>) {
@@ -452,6 +508,7 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         self.deps.metrics.sessions.inc();
+        log::debug!("{} opened for customer {}", self.id, self.viewer.customer_id);
         let connect = Connect {
             session: self.id,
             customer_id: self.viewer.customer_id.clone(),
@@ -461,7 +518,7 @@ impl Actor for WsSession {
         // Registered before the first client frame is read.
         ctx.wait(self.deps.hub.send(connect).into_actor(self).map(|registered, session, ctx| {
             if registered.is_err() {
-                log::error!("ws session {:?}: the hub is gone", session.id);
+                log::error!("{}: the hub is gone", session.id);
                 ctx.stop();
             }
         }));
@@ -489,7 +546,7 @@ impl Handler<Push> for WsSession {
                 self.release_held(ctx);
             }
             Push::Shutdown => {
-                self.close(ctx, CloseCode::Away, "the server is shutting down".to_owned(), "shutdown");
+                self.close(ctx, CloseCode::Away, "the server is shutting down".to_owned(), Why::Shutdown);
             }
         }
     }
@@ -513,13 +570,13 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
                     Some(CloseReason { code, .. }) => (code, String::new()),
                     None => (CloseCode::Normal, String::new()),
                 };
-                self.close(ctx, code, description, "client");
+                self.close(ctx, code, description, Why::Client);
             }
             Err(ProtocolError::Overflow) => {
                 let reason = format!("a message is limited to {} bytes", super::MAX_FRAME_BYTES);
-                self.close(ctx, CloseCode::Size, reason, "protocol");
+                self.close(ctx, CloseCode::Size, reason, Why::Protocol);
             }
-            Err(e) => self.close(ctx, CloseCode::Protocol, e.to_string(), "protocol"),
+            Err(e) => self.close(ctx, CloseCode::Protocol, e.to_string(), Why::Protocol),
         }
     }
 }

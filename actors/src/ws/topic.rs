@@ -131,7 +131,9 @@ pub fn for_each_key(topic: &EventTopic<'_>, buf: &mut String, mut visit: impl Fn
 pub fn event_topics(event: &Event, with_agents: bool) -> Vec<EventTopic<'_>> {
     let Some(customer_id) = &event.customer_id else { return Vec::new() };
     let resource = event.resource_type();
-    let concerned = Concerned::of(event);
+    // Reading the data costs a JSON parse: only when someone follows agents, or when the
+    // agent is the resource itself.
+    let concerned = if with_agents || resource == "agent" { Concerned::of(event) } else { Concerned::Nobody };
     let id = match (&concerned, resource) {
         // Statistics may be keyed by something else; the agent is what subscribers name.
         (Concerned::Agent(agent), "agent") => agent.clone(),
