@@ -106,7 +106,7 @@ impl WsHub {
 
     fn add(&mut self, session: SessionId, topic: String) {
         let Some(entry) = self.sessions.get_mut(&session) else { return };
-        if entry.topics.iter().any(|t| **t == *topic) {
+        if entry.topics.contains(topic.as_str()) {
             return;
         }
         let key: Arc<str> = match self.index.get_key_value(topic.as_str()) {
