@@ -1,7 +1,8 @@
 //! `GET /v1.0/ws`: live events over WebSocket (SPEC §7). The caller is authenticated
 //! (and rate limited) by the [`Auth`] extractor before anything is upgraded, so a bad or
 //! missing credential is a 401 in the error envelope and no socket; the upgraded
-//! connection then belongs to a session actor of the domain.
+//! connection then belongs to a session actor of the domain, which has the credential
+//! checked again now and then (see `revalidate`).
 
 use std::rc::Rc;
 

@@ -160,10 +160,10 @@ impl Ws {
         revalidate: Revalidate,
         sink: actix_ws::Session,
         stream: actix_ws::MessageStream,
-    ) -> SessionId {
+    ) {
         let stream =
             stream.max_frame_size(MAX_FRAME_BYTES).aggregate_continuations().max_continuation_size(MAX_FRAME_BYTES);
-        WsSession::spawn(viewer, revalidate, sink, stream, self.deps.clone())
+        WsSession::spawn(viewer, revalidate, sink, stream, self.deps.clone());
     }
 
     /// Closes every session (the daemon is stopping), so that their connections end
@@ -172,9 +172,5 @@ impl Ws {
         if let Err(e) = self.deps.hub.send(CloseAll).await {
             log::warn!("closing WebSocket sessions: {e}");
         }
-    }
-
-    pub fn hub(&self) -> &Addr<WsHub> {
-        &self.deps.hub
     }
 }

@@ -194,7 +194,7 @@ impl WsSession {
         sink: actix_ws::Session,
         stream: AggregatedMessageStream,
         deps: Arc<SessionDeps>,
-    ) -> SessionId {
+    ) {
         let id = SessionId::next();
         WsSession::create(move |ctx| {
             ctx.add_stream(stream);
@@ -217,7 +217,6 @@ impl WsSession {
                 closing: false,
             }
         });
-        id
     }
 
     fn send_control(&mut self, frame: Outgoing, ctx: &mut Context<Self>) {
