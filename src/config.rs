@@ -29,6 +29,11 @@
 //! | `cache_max_bytes` | `CALLPLANE_CACHE_MAX_BYTES` | `268435456` (in-process cache) |
 //! | `billing_unit` | `CALLPLANE_BILLING_UNIT` | `minute` (or `second`): calls are charged per started unit |
 //! | `billing_balance_low_micros` | `CALLPLANE_BILLING_BALANCE_LOW_MICROS` | `1000000`: `billing.balance_low` below this |
+//! | `ws_heartbeat_interval_ms` | `CALLPLANE_WS_HEARTBEAT_INTERVAL_MS` | `10000`: the server pings each WebSocket client |
+//! | `ws_client_timeout_ms` | `CALLPLANE_WS_CLIENT_TIMEOUT_MS` | `30000`: a client silent this long is closed |
+//! | `ws_queue_frames` | `CALLPLANE_WS_QUEUE_FRAMES` | `256`: events a session holds for a slow client |
+//! | `ws_max_dropped` | `CALLPLANE_WS_MAX_DROPPED` | `1024`: a client losing more before it catches up is closed |
+//! | `ws_slow_grace_ms` | `CALLPLANE_WS_SLOW_GRACE_MS` | `10000`: a client whose queue stays full this long is closed |
 //!
 //! A value that does not parse fails start-up with a message naming the setting.
 
@@ -67,6 +72,11 @@ pub struct Settings {
     pub cache_max_bytes: u64,
     pub billing_unit: BillingUnit,
     pub billing_balance_low_micros: i64,
+    pub ws_heartbeat_interval_ms: u64,
+    pub ws_client_timeout_ms: u64,
+    pub ws_queue_frames: usize,
+    pub ws_max_dropped: u64,
+    pub ws_slow_grace_ms: u64,
 }
 
 impl Default for Settings {
@@ -98,6 +108,11 @@ impl Default for Settings {
             cache_max_bytes: 256 * 1024 * 1024,
             billing_unit: BillingUnit::Minute,
             billing_balance_low_micros: 1_000_000,
+            ws_heartbeat_interval_ms: millis(callplane_actors::ws::HEARTBEAT_INTERVAL),
+            ws_client_timeout_ms: millis(callplane_actors::ws::CLIENT_TIMEOUT),
+            ws_queue_frames: callplane_actors::ws::QUEUE_FRAMES,
+            ws_max_dropped: callplane_actors::ws::MAX_DROPPED,
+            ws_slow_grace_ms: millis(callplane_actors::ws::SLOW_GRACE),
         }
     }
 }
@@ -119,6 +134,10 @@ impl FromStr for BillingUnit {
             other => Err(format!("{other:?} is not `minute` or `second`")),
         }
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -209,6 +228,11 @@ impl Settings {
         source.set("CALLPLANE_CACHE_MAX_BYTES", &mut self.cache_max_bytes)?;
         source.set("CALLPLANE_BILLING_UNIT", &mut self.billing_unit)?;
         source.set("CALLPLANE_BILLING_BALANCE_LOW_MICROS", &mut self.billing_balance_low_micros)?;
+        source.set("CALLPLANE_WS_HEARTBEAT_INTERVAL_MS", &mut self.ws_heartbeat_interval_ms)?;
+        source.set("CALLPLANE_WS_CLIENT_TIMEOUT_MS", &mut self.ws_client_timeout_ms)?;
+        source.set("CALLPLANE_WS_QUEUE_FRAMES", &mut self.ws_queue_frames)?;
+        source.set("CALLPLANE_WS_MAX_DROPPED", &mut self.ws_max_dropped)?;
+        source.set("CALLPLANE_WS_SLOW_GRACE_MS", &mut self.ws_slow_grace_ms)?;
         Ok(())
     }
 
@@ -269,6 +293,18 @@ impl Settings {
                 cause: "must be at least 1".to_owned(),
             });
         }
+        if self.ws_heartbeat_interval_ms == 0 || self.ws_client_timeout_ms < self.ws_heartbeat_interval_ms {
+            return Err(ConfigError::Invalid {
+                setting: "CALLPLANE_WS_CLIENT_TIMEOUT_MS",
+                cause: "the heartbeat interval must be at least 1 ms and the client timeout at least that".to_owned(),
+            });
+        }
+        if self.ws_queue_frames == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "CALLPLANE_WS_QUEUE_FRAMES",
+                cause: "must be at least 1".to_owned(),
+            });
+        }
         if self.call_max_duration_secs == 0 {
             return Err(ConfigError::Invalid {
                 setting: "CALLPLANE_CALL_MAX_DURATION_SECS",
@@ -301,6 +337,13 @@ impl Settings {
             redis_url: self.redis_url.clone(),
             cache_ttl: Duration::from_secs(self.cache_ttl_secs),
             cache_max_bytes: self.cache_max_bytes,
+            ws: callplane_actors::ws::WsSettings {
+                heartbeat_interval: Duration::from_millis(self.ws_heartbeat_interval_ms),
+                client_timeout: Duration::from_millis(self.ws_client_timeout_ms),
+                queue_frames: self.ws_queue_frames,
+                max_dropped: self.ws_max_dropped,
+                slow_grace: Duration::from_millis(self.ws_slow_grace_ms),
+            },
         }
     }
 }
@@ -363,6 +406,11 @@ mod tests {
         let err =
             Settings::load(None, env(&[("DATABASE_URL", "oracle://x")]), &Overrides::default()).expect_err("must fail");
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+
+        let quicker_timeout =
+            [("CALLPLANE_WS_HEARTBEAT_INTERVAL_MS", "1000"), ("CALLPLANE_WS_CLIENT_TIMEOUT_MS", "500")];
+        let err = Settings::load(None, env(&quicker_timeout), &Overrides::default()).expect_err("must fail");
+        assert!(err.to_string().contains("CALLPLANE_WS_CLIENT_TIMEOUT_MS"), "{err}");
     }
 
     #[test]

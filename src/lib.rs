@@ -115,7 +115,11 @@ impl Running {
     /// Stops accepting, lets in-flight requests finish (up to the grace period), then
     /// flushes pending writes.
     pub async fn stop(self) {
-        self.handle.stop(true).await;
+        let stopped = self.handle.stop(true);
+        // WebSocket connections are requests in flight too: close them rather than wait
+        // out the grace period. (The stop command is already sent: no new ones come.)
+        self.ctx.domain.ws.close_all().await;
+        stopped.await;
         let _ = self.server.await;
         if let Err(e) = self.ctx.db.flush().await {
             log::error!("flushing pending writes: {e}");

@@ -1,5 +1,5 @@
-//! The callplane domain: one actor per live call (and, later, conference and WebSocket
-//! session), their manager actors, the event bus and its subscribers, the read cache
+//! The callplane domain: one actor per live call and WebSocket session (and, later,
+//! conference), their manager actors, the event bus and its subscribers, the read cache
 //! and the media backends.
 //!
 //! [`Domain::start`] wires them in the current actix `System` and returns the addresses
@@ -12,6 +12,7 @@ pub mod cache;
 pub mod call;
 pub mod media;
 pub mod webhook;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use crate::bus::EventBus;
 use crate::cache::{Cache, CacheAside, LocalCache, RedisCache, SharedRedis};
 use crate::call::{CallGauges, CallManager, CallSettings};
 use crate::media::sim::{SimNetwork, SimSettings};
+use crate::ws::{Ws, WsSettings};
 
 /// Settings of the domain, filled from the daemon's configuration.
 #[derive(Debug, Clone)]
@@ -36,6 +38,7 @@ pub struct DomainSettings {
     pub redis_url: Option<String>,
     pub cache_ttl: Duration,
     pub cache_max_bytes: u64,
+    pub ws: WsSettings,
 }
 
 impl Default for DomainSettings {
@@ -47,6 +50,7 @@ impl Default for DomainSettings {
             redis_url: None,
             cache_ttl: Duration::from_secs(300),
             cache_max_bytes: 256 * 1024 * 1024,
+            ws: WsSettings::default(),
         }
     }
 }
@@ -57,6 +61,7 @@ pub struct Domain {
     pub calls: Addr<CallManager>,
     pub bus: Addr<EventBus>,
     pub cache: CacheAside,
+    pub ws: Ws,
 }
 
 impl Domain {
@@ -72,6 +77,7 @@ impl Domain {
         let last_seq = db.read(callplane_schema::models::event::last_seq).await.map_err(|e| e.to_string())?;
         let bus = EventBus::new(cache.clone(), last_seq, registry).map_err(|e| e.to_string())?.start();
         db.set_commit_hook(EventBus::commit_hook(bus.clone()));
+        let ws = Ws::start(db.clone(), &bus, settings.ws, registry).await?;
 
         let media = Arc::new(SimNetwork::start(settings.sim));
         let gauges = CallGauges::new(registry).map_err(|e| e.to_string())?;
@@ -80,6 +86,6 @@ impl Domain {
         AgentStatsSubscriber::start(db, bus.clone());
         calls.send(call::Recover).await.map_err(|e| format!("call recovery: {e}"))?;
 
-        Ok(Domain { calls, bus, cache })
+        Ok(Domain { calls, bus, cache, ws })
     }
 }

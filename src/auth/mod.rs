@@ -223,7 +223,7 @@ impl FromRequest for Auth {
 }
 
 /// The credential of a request: header first, then the query string.
-fn credential(req: &HttpRequest) -> Option<String> {
+pub(crate) fn credential(req: &HttpRequest) -> Option<String> {
     if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;

@@ -10,6 +10,7 @@ mod customers;
 mod health;
 mod login;
 mod me;
+mod ws;
 
 use actix_web::http::Method;
 use actix_web::http::header;
@@ -33,7 +34,8 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(agents::config)
             .configure(accesskeys::config)
             .configure(calls::config)
-            .configure(billing::config),
+            .configure(billing::config)
+            .configure(ws::config),
     );
 }
 
