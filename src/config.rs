@@ -27,6 +27,13 @@
 //! | `call_max_duration_secs` | `CALLPLANE_CALL_MAX_DURATION_SECS` | `14400`: answered calls end `timeout` |
 //! | `cache_ttl_secs` | `CALLPLANE_CACHE_TTL_SECS` | `300` |
 //! | `cache_max_bytes` | `CALLPLANE_CACHE_MAX_BYTES` | `268435456` (in-process cache) |
+//! | `webhook_allow_private` | `CALLPLANE_WEBHOOK_ALLOW_PRIVATE` | `false`: webhooks reach public addresses only |
+//! | `webhook_timeout_ms` | `CALLPLANE_WEBHOOK_TIMEOUT_MS` | `10000`: to connect, and then to answer |
+//! | `webhook_max_attempts` | `CALLPLANE_WEBHOOK_MAX_ATTEMPTS` | `10` |
+//! | `webhook_max_age_secs` | `CALLPLANE_WEBHOOK_MAX_AGE_SECS` | `86400`: no retry past this age |
+//! | `webhook_max_backoff_secs` | `CALLPLANE_WEBHOOK_MAX_BACKOFF_SECS` | `600` |
+//! | `webhook_breaker_failures` | `CALLPLANE_WEBHOOK_BREAKER_FAILURES` | `5` consecutive failures open the breaker |
+//! | `webhook_breaker_cooldown_secs` | `CALLPLANE_WEBHOOK_BREAKER_COOLDOWN_SECS` | `60` before a probe |
 //!
 //! A value that does not parse fails start-up with a message naming the setting.
 
@@ -63,6 +70,13 @@ pub struct Settings {
     pub call_max_duration_secs: u64,
     pub cache_ttl_secs: u64,
     pub cache_max_bytes: u64,
+    pub webhook_allow_private: bool,
+    pub webhook_timeout_ms: u64,
+    pub webhook_max_attempts: u32,
+    pub webhook_max_age_secs: u64,
+    pub webhook_max_backoff_secs: u64,
+    pub webhook_breaker_failures: u32,
+    pub webhook_breaker_cooldown_secs: u64,
 }
 
 impl Default for Settings {
@@ -92,6 +106,13 @@ impl Default for Settings {
             call_max_duration_secs: 4 * 3600,
             cache_ttl_secs: 300,
             cache_max_bytes: 256 * 1024 * 1024,
+            webhook_allow_private: false,
+            webhook_timeout_ms: 10_000,
+            webhook_max_attempts: 10,
+            webhook_max_age_secs: 24 * 3600,
+            webhook_max_backoff_secs: 600,
+            webhook_breaker_failures: 5,
+            webhook_breaker_cooldown_secs: 60,
         }
     }
 }
@@ -182,6 +203,13 @@ impl Settings {
         source.set("CALLPLANE_CALL_MAX_DURATION_SECS", &mut self.call_max_duration_secs)?;
         source.set("CALLPLANE_CACHE_TTL_SECS", &mut self.cache_ttl_secs)?;
         source.set("CALLPLANE_CACHE_MAX_BYTES", &mut self.cache_max_bytes)?;
+        source.set("CALLPLANE_WEBHOOK_ALLOW_PRIVATE", &mut self.webhook_allow_private)?;
+        source.set("CALLPLANE_WEBHOOK_TIMEOUT_MS", &mut self.webhook_timeout_ms)?;
+        source.set("CALLPLANE_WEBHOOK_MAX_ATTEMPTS", &mut self.webhook_max_attempts)?;
+        source.set("CALLPLANE_WEBHOOK_MAX_AGE_SECS", &mut self.webhook_max_age_secs)?;
+        source.set("CALLPLANE_WEBHOOK_MAX_BACKOFF_SECS", &mut self.webhook_max_backoff_secs)?;
+        source.set("CALLPLANE_WEBHOOK_BREAKER_FAILURES", &mut self.webhook_breaker_failures)?;
+        source.set("CALLPLANE_WEBHOOK_BREAKER_COOLDOWN_SECS", &mut self.webhook_breaker_cooldown_secs)?;
         Ok(())
     }
 
@@ -242,6 +270,16 @@ impl Settings {
                 cause: "must be at least 1".to_owned(),
             });
         }
+        let webhook_minimums = [
+            ("CALLPLANE_WEBHOOK_TIMEOUT_MS", self.webhook_timeout_ms),
+            ("CALLPLANE_WEBHOOK_MAX_ATTEMPTS", u64::from(self.webhook_max_attempts)),
+            ("CALLPLANE_WEBHOOK_MAX_AGE_SECS", self.webhook_max_age_secs),
+            ("CALLPLANE_WEBHOOK_MAX_BACKOFF_SECS", self.webhook_max_backoff_secs),
+            ("CALLPLANE_WEBHOOK_BREAKER_FAILURES", u64::from(self.webhook_breaker_failures)),
+        ];
+        if let Some((setting, _)) = webhook_minimums.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Invalid { setting, cause: "must be at least 1".to_owned() });
+        }
         if self.call_max_duration_secs == 0 {
             return Err(ConfigError::Invalid {
                 setting: "CALLPLANE_CALL_MAX_DURATION_SECS",
@@ -266,6 +304,15 @@ impl Settings {
             redis_url: self.redis_url.clone(),
             cache_ttl: Duration::from_secs(self.cache_ttl_secs),
             cache_max_bytes: self.cache_max_bytes,
+            webhooks: callplane_actors::webhook::WebhookSettings {
+                allow_private: self.webhook_allow_private,
+                timeout: Duration::from_millis(self.webhook_timeout_ms),
+                max_attempts: self.webhook_max_attempts,
+                max_age: Duration::from_secs(self.webhook_max_age_secs),
+                max_backoff: Duration::from_secs(self.webhook_max_backoff_secs),
+                breaker_failures: self.webhook_breaker_failures,
+                breaker_cooldown: Duration::from_secs(self.webhook_breaker_cooldown_secs),
+            },
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::bus::EventBus;
 use crate::cache::{Cache, CacheAside, LocalCache, RedisCache, SharedRedis};
 use crate::call::{CallGauges, CallManager, CallSettings};
 use crate::media::sim::{SimNetwork, SimSettings};
+use crate::webhook::{WebhookDispatcher, WebhookSettings};
 
 /// Settings of the domain, filled from the daemon's configuration.
 #[derive(Debug, Clone)]
@@ -31,6 +32,7 @@ pub struct DomainSettings {
     pub redis_url: Option<String>,
     pub cache_ttl: Duration,
     pub cache_max_bytes: u64,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for DomainSettings {
@@ -41,6 +43,7 @@ impl Default for DomainSettings {
             redis_url: None,
             cache_ttl: Duration::from_secs(300),
             cache_max_bytes: 256 * 1024 * 1024,
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -51,6 +54,7 @@ pub struct Domain {
     pub calls: Addr<CallManager>,
     pub bus: Addr<EventBus>,
     pub cache: CacheAside,
+    pub webhooks: Addr<WebhookDispatcher>,
 }
 
 impl Domain {
@@ -66,12 +70,14 @@ impl Domain {
         let last_seq = db.read(callplane_schema::models::event::last_seq).await.map_err(|e| e.to_string())?;
         let bus = EventBus::new(cache.clone(), last_seq, registry).map_err(|e| e.to_string())?.start();
         db.set_commit_hook(EventBus::commit_hook(bus.clone()));
+        let webhooks =
+            webhook::start(db.clone(), bus.clone(), settings.webhooks, registry).map_err(|e| e.to_string())?;
 
         let media = Arc::new(SimNetwork::start(settings.sim));
         let gauges = CallGauges::new(registry).map_err(|e| e.to_string())?;
         let calls = CallManager::start(db, media, cache.clone(), settings.calls, gauges);
         calls.send(call::Recover).await.map_err(|e| format!("call recovery: {e}"))?;
 
-        Ok(Domain { calls, bus, cache })
+        Ok(Domain { calls, bus, cache, webhooks })
     }
 }

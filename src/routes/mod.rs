@@ -9,6 +9,7 @@ mod customers;
 mod health;
 mod login;
 mod me;
+mod webhooks;
 
 use actix_web::http::Method;
 use actix_web::http::header;
@@ -31,7 +32,8 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(customers::config)
             .configure(agents::config)
             .configure(accesskeys::config)
-            .configure(calls::config),
+            .configure(calls::config)
+            .configure(webhooks::config),
     );
 }
 
