@@ -108,7 +108,8 @@ impl WebhookMetrics {
             Opts::new("webhook_deliveries_total", "Webhook deliveries finished, by result (delivered, failed)"),
             &["result"],
         )?;
-        let retries = IntCounter::new("webhook_retries_total", "Webhook attempts that failed and were scheduled again")?;
+        let retries =
+            IntCounter::new("webhook_retries_total", "Webhook attempts that failed and were scheduled again")?;
         let breakers = IntGaugeVec::new(
             Opts::new("webhook_breakers", "Webhook endpoints whose circuit breaker is open or half open"),
             &["state"],
@@ -313,7 +314,13 @@ impl WebhookDispatcher {
         ctx.spawn(read.into_actor(self).map(move |result, act, ctx| act.read_done(id, slots, result, ctx)));
     }
 
-    fn read_done(&mut self, id: WebhookId, reserved: usize, result: Result<Option<Due>, DbError>, ctx: &mut Context<Self>) {
+    fn read_done(
+        &mut self,
+        id: WebhookId,
+        reserved: usize,
+        result: Result<Option<Due>, DbError>,
+        ctx: &mut Context<Self>,
+    ) {
         if self.stopped {
             return;
         }
@@ -372,7 +379,8 @@ impl WebhookDispatcher {
         self.metrics.in_flight.inc();
         let work = async move {
             let created = delivery.tm_create;
-            let deadline = chrono::Duration::from_std(settings.max_age).ok().and_then(|a| created.checked_add_signed(a));
+            let deadline =
+                chrono::Duration::from_std(settings.max_age).ok().and_then(|a| created.checked_add_signed(a));
             let expired = deadline.is_some_and(|deadline| callplane_schema::time::now() > deadline);
             let (attempted, attempt) = if expired {
                 let why = format!("expired: not sent within the maximum age ({} s)", settings.max_age.as_secs());
@@ -420,7 +428,10 @@ impl WebhookDispatcher {
                 DeliveryStatus::Failed => {
                     self.metrics.deliveries.with_label_values(&["failed"]).inc();
                     let error = record.error.as_deref().unwrap_or("failed");
-                    log::info!("webhook {id}: delivery {delivery_id} failed after {} attempts: {error}", record.attempt);
+                    log::info!(
+                        "webhook {id}: delivery {delivery_id} failed after {} attempts: {error}",
+                        record.attempt
+                    );
                 }
             },
             // The webhook was deleted meanwhile.
@@ -434,7 +445,9 @@ impl WebhookDispatcher {
                 Breaker::Closed { failures: 0 }
             } else if attempted.endpoint_failed() {
                 match lane.breaker {
-                    Breaker::Closed { failures } if failures + 1 < threshold => Breaker::Closed { failures: failures + 1 },
+                    Breaker::Closed { failures } if failures + 1 < threshold => {
+                        Breaker::Closed { failures: failures + 1 }
+                    }
                     _ => Breaker::Open { until: Instant::now() + self.settings.breaker_cooldown },
                 }
             } else {

@@ -30,12 +30,8 @@ impl DurableSubscriber for WebhookEnqueue {
     /// One pending delivery per (event, matching webhook of its customer, made before
     /// it), with the body exactly as it will be signed and sent.
     fn write(_: &(), tx: &mut WriteCtx<'_>, events: &[&Event]) -> Result<HashSet<WebhookId>, DbError> {
-        let customers: Vec<CustomerId> = events
-            .iter()
-            .filter_map(|e| e.customer_id.clone())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+        let customers: Vec<CustomerId> =
+            events.iter().filter_map(|e| e.customer_id.clone()).collect::<HashSet<_>>().into_iter().collect();
         let webhooks: Vec<_> =
             webhook::for_customers(tx.conn, &customers)?.into_iter().map(|w| (w.patterns(), w)).collect();
         let mut woken = HashSet::new();

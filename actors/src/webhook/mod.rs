@@ -68,7 +68,8 @@ pub fn start(
     let wakes = dispatcher::Wakes::default();
     let dispatcher_db = db.clone();
     let dispatcher_wakes = wakes.clone();
-    let dispatcher = Supervisor::start(move |_| WebhookDispatcher::new(dispatcher_db, settings, metrics, dispatcher_wakes));
+    let dispatcher =
+        Supervisor::start(move |_| WebhookDispatcher::new(dispatcher_db, settings, metrics, dispatcher_wakes));
     let waker = wakes.waker(dispatcher.clone());
     Durable::start(enqueue::WebhookEnqueue { waker }, (), db, bus);
     Ok(dispatcher)

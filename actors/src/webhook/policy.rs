@@ -97,7 +97,8 @@ pub fn decide(
         Kind::Retryable => {
             let delay = attempted.retry_after.unwrap_or_else(|| backoff(attempt, settings.max_backoff));
             let next = chrono::Duration::from_std(delay).ok().and_then(|d| now.checked_add_signed(d));
-            let deadline = chrono::Duration::from_std(settings.max_age).ok().and_then(|d| created.checked_add_signed(d));
+            let deadline =
+                chrono::Duration::from_std(settings.max_age).ok().and_then(|d| created.checked_add_signed(d));
             match (next, deadline) {
                 _ if attempt >= i32::try_from(settings.max_attempts).unwrap_or(i32::MAX) => {
                     record.error = Some(give_up(&record.error, &format!("gave up after {attempt} attempts")));
@@ -108,7 +109,8 @@ pub fn decide(
                 }
                 _ => {
                     let age = settings.max_age.as_secs();
-                    record.error = Some(give_up(&record.error, &format!("the next attempt would pass the maximum age ({age} s)")));
+                    record.error =
+                        Some(give_up(&record.error, &format!("the next attempt would pass the maximum age ({age} s)")));
                 }
             }
         }

@@ -187,10 +187,7 @@ pub fn list(conn: &mut DbConn, customer_id: &CustomerId, page: &PageRequest) -> 
 
 /// The webhooks of these customers (the enqueue of a batch of events).
 pub fn for_customers(conn: &mut DbConn, customers: &[CustomerId]) -> Result<Vec<WebhookRow>, DbError> {
-    Ok(webhooks::table
-        .filter(webhooks::customer_id.eq_any(customers))
-        .select(WebhookRow::as_select())
-        .load(conn)?)
+    Ok(webhooks::table.filter(webhooks::customer_id.eq_any(customers)).select(WebhookRow::as_select()).load(conn)?)
 }
 
 pub fn update(

@@ -190,9 +190,7 @@ pub fn record(conn: &mut DbConn, delivery: &DeliveryRow, record: &AttemptRecord)
         _ => None,
     };
     let touched = diesel::update(
-        webhook_deliveries::table
-            .find(&delivery.id)
-            .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending)),
+        webhook_deliveries::table.find(&delivery.id).filter(webhook_deliveries::status.eq(DeliveryStatus::Pending)),
     )
     .set((
         webhook_deliveries::status.eq(record.status),
