@@ -34,6 +34,13 @@
 //! | `ws_queue_frames` | `CALLPLANE_WS_QUEUE_FRAMES` | `256`: events a session holds for a slow client |
 //! | `ws_max_dropped` | `CALLPLANE_WS_MAX_DROPPED` | `1024`: a client losing more before it catches up is closed |
 //! | `ws_slow_grace_ms` | `CALLPLANE_WS_SLOW_GRACE_MS` | `10000`: a client whose queue stays full this long is closed |
+//! | `webhook_allow_private` | `CALLPLANE_WEBHOOK_ALLOW_PRIVATE` | `false`: webhooks reach public addresses only |
+//! | `webhook_timeout_ms` | `CALLPLANE_WEBHOOK_TIMEOUT_MS` | `10000`: to connect, and then to answer |
+//! | `webhook_max_attempts` | `CALLPLANE_WEBHOOK_MAX_ATTEMPTS` | `10` |
+//! | `webhook_max_age_secs` | `CALLPLANE_WEBHOOK_MAX_AGE_SECS` | `86400`: no retry past this age |
+//! | `webhook_max_backoff_secs` | `CALLPLANE_WEBHOOK_MAX_BACKOFF_SECS` | `600` |
+//! | `webhook_breaker_failures` | `CALLPLANE_WEBHOOK_BREAKER_FAILURES` | `5` consecutive failures open the breaker |
+//! | `webhook_breaker_cooldown_secs` | `CALLPLANE_WEBHOOK_BREAKER_COOLDOWN_SECS` | `60` before a probe |
 //!
 //! A value that does not parse fails start-up with a message naming the setting.
 
@@ -77,6 +84,13 @@ pub struct Settings {
     pub ws_queue_frames: usize,
     pub ws_max_dropped: u64,
     pub ws_slow_grace_ms: u64,
+    pub webhook_allow_private: bool,
+    pub webhook_timeout_ms: u64,
+    pub webhook_max_attempts: u32,
+    pub webhook_max_age_secs: u64,
+    pub webhook_max_backoff_secs: u64,
+    pub webhook_breaker_failures: u32,
+    pub webhook_breaker_cooldown_secs: u64,
 }
 
 impl Default for Settings {
@@ -113,6 +127,13 @@ impl Default for Settings {
             ws_queue_frames: callplane_actors::ws::QUEUE_FRAMES,
             ws_max_dropped: callplane_actors::ws::MAX_DROPPED,
             ws_slow_grace_ms: millis(callplane_actors::ws::SLOW_GRACE),
+            webhook_allow_private: false,
+            webhook_timeout_ms: 10_000,
+            webhook_max_attempts: 10,
+            webhook_max_age_secs: 24 * 3600,
+            webhook_max_backoff_secs: 600,
+            webhook_breaker_failures: 5,
+            webhook_breaker_cooldown_secs: 60,
         }
     }
 }
@@ -233,6 +254,13 @@ impl Settings {
         source.set("CALLPLANE_WS_QUEUE_FRAMES", &mut self.ws_queue_frames)?;
         source.set("CALLPLANE_WS_MAX_DROPPED", &mut self.ws_max_dropped)?;
         source.set("CALLPLANE_WS_SLOW_GRACE_MS", &mut self.ws_slow_grace_ms)?;
+        source.set("CALLPLANE_WEBHOOK_ALLOW_PRIVATE", &mut self.webhook_allow_private)?;
+        source.set("CALLPLANE_WEBHOOK_TIMEOUT_MS", &mut self.webhook_timeout_ms)?;
+        source.set("CALLPLANE_WEBHOOK_MAX_ATTEMPTS", &mut self.webhook_max_attempts)?;
+        source.set("CALLPLANE_WEBHOOK_MAX_AGE_SECS", &mut self.webhook_max_age_secs)?;
+        source.set("CALLPLANE_WEBHOOK_MAX_BACKOFF_SECS", &mut self.webhook_max_backoff_secs)?;
+        source.set("CALLPLANE_WEBHOOK_BREAKER_FAILURES", &mut self.webhook_breaker_failures)?;
+        source.set("CALLPLANE_WEBHOOK_BREAKER_COOLDOWN_SECS", &mut self.webhook_breaker_cooldown_secs)?;
         Ok(())
     }
 
@@ -305,6 +333,16 @@ impl Settings {
                 cause: "must be at least 1".to_owned(),
             });
         }
+        let webhook_minimums = [
+            ("CALLPLANE_WEBHOOK_TIMEOUT_MS", self.webhook_timeout_ms),
+            ("CALLPLANE_WEBHOOK_MAX_ATTEMPTS", u64::from(self.webhook_max_attempts)),
+            ("CALLPLANE_WEBHOOK_MAX_AGE_SECS", self.webhook_max_age_secs),
+            ("CALLPLANE_WEBHOOK_MAX_BACKOFF_SECS", self.webhook_max_backoff_secs),
+            ("CALLPLANE_WEBHOOK_BREAKER_FAILURES", u64::from(self.webhook_breaker_failures)),
+        ];
+        if let Some((setting, _)) = webhook_minimums.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Invalid { setting, cause: "must be at least 1".to_owned() });
+        }
         if self.call_max_duration_secs == 0 {
             return Err(ConfigError::Invalid {
                 setting: "CALLPLANE_CALL_MAX_DURATION_SECS",
@@ -343,6 +381,15 @@ impl Settings {
                 queue_frames: self.ws_queue_frames,
                 max_dropped: self.ws_max_dropped,
                 slow_grace: Duration::from_millis(self.ws_slow_grace_ms),
+            },
+            webhooks: callplane_actors::webhook::WebhookSettings {
+                allow_private: self.webhook_allow_private,
+                timeout: Duration::from_millis(self.webhook_timeout_ms),
+                max_attempts: self.webhook_max_attempts,
+                max_age: Duration::from_secs(self.webhook_max_age_secs),
+                max_backoff: Duration::from_secs(self.webhook_max_backoff_secs),
+                breaker_failures: self.webhook_breaker_failures,
+                breaker_cooldown: Duration::from_secs(self.webhook_breaker_cooldown_secs),
             },
         }
     }

@@ -82,6 +82,7 @@ pub enum Reason {
     AccesskeyNotFound,
     BillingAccountNotFound,
     CallNotFound,
+    WebhookNotFound,
     // 405
     MethodNotAllowed,
     // 409
@@ -116,7 +117,8 @@ impl Reason {
             | AgentNotFound
             | AccesskeyNotFound
             | BillingAccountNotFound
-            | CallNotFound => Status::NotFound,
+            | CallNotFound
+            | WebhookNotFound => Status::NotFound,
             MethodNotAllowed => Status::MethodNotAllowed,
             AlreadyExists | UsernameTaken => Status::AlreadyExists,
             LastAdmin | CallStateInvalid | BalanceTooLow => Status::FailedPrecondition,
@@ -146,6 +148,7 @@ impl Reason {
             AccesskeyNotFound => "access key not found",
             BillingAccountNotFound => "billing account not found",
             CallNotFound => "call not found",
+            WebhookNotFound => "webhook not found",
             MethodNotAllowed => "method not allowed on this route",
             AlreadyExists => "already exists",
             UsernameTaken => "the username is taken",

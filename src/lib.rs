@@ -121,6 +121,10 @@ impl Running {
         self.ctx.domain.ws.close_all().await;
         stopped.await;
         let _ = self.server.await;
+        // Deliveries in flight stay pending in the database for the next process.
+        if let Err(e) = self.ctx.domain.webhooks.send(callplane_actors::webhook::Shutdown).await {
+            log::warn!("stopping the webhook dispatcher: {e}");
+        }
         if let Err(e) = self.ctx.db.flush().await {
             log::error!("flushing pending writes: {e}");
         }

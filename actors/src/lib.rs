@@ -27,6 +27,7 @@ use crate::cache::{Cache, CacheAside, LocalCache, RedisCache, SharedRedis};
 use crate::call::{CallGauges, CallManager, CallSettings};
 use crate::media::sim::{SimNetwork, SimSettings};
 use crate::ws::{Ws, WsSettings};
+use crate::webhook::{WebhookDispatcher, WebhookSettings};
 
 /// Settings of the domain, filled from the daemon's configuration.
 #[derive(Debug, Clone)]
@@ -39,6 +40,7 @@ pub struct DomainSettings {
     pub cache_ttl: Duration,
     pub cache_max_bytes: u64,
     pub ws: WsSettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for DomainSettings {
@@ -51,6 +53,7 @@ impl Default for DomainSettings {
             cache_ttl: Duration::from_secs(300),
             cache_max_bytes: 256 * 1024 * 1024,
             ws: WsSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -62,6 +65,7 @@ pub struct Domain {
     pub bus: Addr<EventBus>,
     pub cache: CacheAside,
     pub ws: Ws,
+    pub webhooks: Addr<WebhookDispatcher>,
 }
 
 impl Domain {
@@ -78,6 +82,8 @@ impl Domain {
         let bus = EventBus::new(cache.clone(), last_seq, registry).map_err(|e| e.to_string())?.start();
         db.set_commit_hook(EventBus::commit_hook(bus.clone()));
         let ws = Ws::start(db.clone(), &bus, settings.ws, registry).await?;
+        let webhooks =
+            webhook::start(db.clone(), bus.clone(), settings.webhooks, registry).map_err(|e| e.to_string())?;
 
         let media = Arc::new(SimNetwork::start(settings.sim));
         let gauges = CallGauges::new(registry).map_err(|e| e.to_string())?;
@@ -86,6 +92,6 @@ impl Domain {
         AgentStatsSubscriber::start(db, bus.clone());
         calls.send(call::Recover).await.map_err(|e| format!("call recovery: {e}"))?;
 
-        Ok(Domain { calls, bus, cache, ws })
+        Ok(Domain { calls, bus, cache, ws, webhooks })
     }
 }

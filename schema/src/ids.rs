@@ -104,6 +104,7 @@ typed_id!(
     MessageId,
     WebhookId,
     DeliveryId,
+    DeliveryAttemptId,
 );
 
 #[cfg(test)]

@@ -157,6 +157,57 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        customer_id -> Text,
+        name -> Text,
+        detail -> Text,
+        uri -> Text,
+        method -> Text,
+        event_types -> Text,
+        secret -> Text,
+        since_seq -> BigInt,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        webhook_id -> Text,
+        customer_id -> Text,
+        event_id -> Text,
+        event_seq -> BigInt,
+        event_type -> Text,
+        resource_id -> Text,
+        body -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Text,
+        delivery_id -> Text,
+        webhook_id -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        attempt -> Integer,
+        status_code -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        latency_ms -> Nullable<BigInt>,
+        next_attempt_at -> Nullable<Timestamp>,
+        status -> Text,
+        tm_create -> Timestamp,
+    }
+}
+
 diesel::joinable!(calls -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(
     customers,
@@ -169,4 +220,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     billings,
     subscriber_cursors,
     agent_stats,
+    webhooks,
+    webhook_deliveries,
+    webhook_attempts,
 );

@@ -11,6 +11,7 @@ mod health;
 mod login;
 mod me;
 mod ws;
+mod webhooks;
 
 use actix_web::http::Method;
 use actix_web::http::header;
@@ -35,7 +36,8 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(accesskeys::config)
             .configure(calls::config)
             .configure(billing::config)
-            .configure(ws::config),
+            .configure(ws::config)
+            .configure(webhooks::config),
     );
 }
 

@@ -247,6 +247,9 @@ pub const TABLES: &[&str] = &[
     "events",
     "idempotency_keys",
     "subscriber_cursors",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhooks",
 ];
 
 /// Which of [`TABLES`] the database at `url` has: each is counted through the schema
@@ -267,6 +270,9 @@ pub async fn existing_tables(db: &callplane_schema::Db) -> Vec<&'static str> {
             ("events", events::table.count().get_result(conn)),
             ("idempotency_keys", idempotency_keys::table.count().get_result(conn)),
             ("subscriber_cursors", subscriber_cursors::table.count().get_result(conn)),
+            ("webhook_attempts", webhook_attempts::table.count().get_result(conn)),
+            ("webhook_deliveries", webhook_deliveries::table.count().get_result(conn)),
+            ("webhooks", webhooks::table.count().get_result(conn)),
         ];
         for (name, count) in counts {
             if count.is_ok() {

@@ -12,3 +12,5 @@ pub mod cursor;
 pub mod customer;
 pub mod event;
 pub mod idempotency;
+pub mod webhook;
+pub mod webhook_delivery;
