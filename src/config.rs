@@ -27,6 +27,7 @@
 //! | `call_max_duration_secs` | `CALLPLANE_CALL_MAX_DURATION_SECS` | `14400`: answered calls end `timeout` |
 //! | `cache_ttl_secs` | `CALLPLANE_CACHE_TTL_SECS` | `300` |
 //! | `cache_max_bytes` | `CALLPLANE_CACHE_MAX_BYTES` | `268435456` (in-process cache) |
+//! | `webhook_allow_private` | `CALLPLANE_WEBHOOK_ALLOW_PRIVATE` | `false`: webhooks and `webhook_send` refuse loopback and private targets |
 //!
 //! A value that does not parse fails start-up with a message naming the setting.
 
@@ -63,6 +64,7 @@ pub struct Settings {
     pub call_max_duration_secs: u64,
     pub cache_ttl_secs: u64,
     pub cache_max_bytes: u64,
+    pub webhook_allow_private: bool,
 }
 
 impl Default for Settings {
@@ -92,6 +94,7 @@ impl Default for Settings {
             call_max_duration_secs: 4 * 3600,
             cache_ttl_secs: 300,
             cache_max_bytes: 256 * 1024 * 1024,
+            webhook_allow_private: false,
         }
     }
 }
@@ -182,6 +185,7 @@ impl Settings {
         source.set("CALLPLANE_CALL_MAX_DURATION_SECS", &mut self.call_max_duration_secs)?;
         source.set("CALLPLANE_CACHE_TTL_SECS", &mut self.cache_ttl_secs)?;
         source.set("CALLPLANE_CACHE_MAX_BYTES", &mut self.cache_max_bytes)?;
+        source.set("CALLPLANE_WEBHOOK_ALLOW_PRIVATE", &mut self.webhook_allow_private)?;
         Ok(())
     }
 
@@ -266,6 +270,10 @@ impl Settings {
             redis_url: self.redis_url.clone(),
             cache_ttl: Duration::from_secs(self.cache_ttl_secs),
             cache_max_bytes: self.cache_max_bytes,
+            flows: callplane_actors::flow::FlowSettings {
+                allow_private_targets: self.webhook_allow_private,
+                ..Default::default()
+            },
         }
     }
 }

@@ -82,6 +82,12 @@ pub enum Reason {
     AccesskeyNotFound,
     BillingAccountNotFound,
     CallNotFound,
+    FlowNotFound,
+    ActiveflowNotFound,
+    ConferenceNotFound,
+    ConferencecallNotFound,
+    NumberNotFound,
+    MessageNotFound,
     // 405
     MethodNotAllowed,
     // 409
@@ -89,6 +95,8 @@ pub enum Reason {
     UsernameTaken,
     LastAdmin,
     CallStateInvalid,
+    ConferenceStateInvalid,
+    SandboxUnavailable,
     // 413
     PayloadTooLarge,
     // 422
@@ -115,10 +123,16 @@ impl Reason {
             | AgentNotFound
             | AccesskeyNotFound
             | BillingAccountNotFound
-            | CallNotFound => Status::NotFound,
+            | CallNotFound
+            | FlowNotFound
+            | ActiveflowNotFound
+            | ConferenceNotFound
+            | ConferencecallNotFound
+            | NumberNotFound
+            | MessageNotFound => Status::NotFound,
             MethodNotAllowed => Status::MethodNotAllowed,
             AlreadyExists | UsernameTaken => Status::AlreadyExists,
-            LastAdmin | CallStateInvalid => Status::FailedPrecondition,
+            LastAdmin | CallStateInvalid | ConferenceStateInvalid | SandboxUnavailable => Status::FailedPrecondition,
             PayloadTooLarge => Status::PayloadTooLarge,
             IdempotencyKeyReused => Status::Unprocessable,
             RateLimitExceeded => Status::ResourceExhausted,
@@ -145,11 +159,19 @@ impl Reason {
             AccesskeyNotFound => "access key not found",
             BillingAccountNotFound => "billing account not found",
             CallNotFound => "call not found",
+            FlowNotFound => "flow not found",
+            ActiveflowNotFound => "activeflow not found",
+            ConferenceNotFound => "conference not found",
+            ConferencecallNotFound => "conference participant not found",
+            NumberNotFound => "number not found",
+            MessageNotFound => "message not found",
             MethodNotAllowed => "method not allowed on this route",
             AlreadyExists => "already exists",
             UsernameTaken => "the username is taken",
             LastAdmin => "a customer keeps at least one admin",
             CallStateInvalid => "not possible in the call's current status",
+            ConferenceStateInvalid => "not possible in the conference's current status",
+            SandboxUnavailable => "the sandbox needs the simulated network",
             PayloadTooLarge => "the request body is too large",
             IdempotencyKeyReused => "the Idempotency-Key was used with a different request",
             RateLimitExceeded => "rate limit exceeded",

@@ -1,6 +1,6 @@
-//! The callplane domain: one actor per live call (and, later, conference and WebSocket
-//! session), their manager actors, the event bus and its subscribers, the read cache
-//! and the media backends.
+//! The callplane domain: one actor per live call, conference and flow run (and, later,
+//! WebSocket session), their manager actors, the event bus and its subscribers, the
+//! read cache, the simulated SMS carrier and the media backends.
 //!
 //! [`Domain::start`] wires them in the current actix `System` and returns the addresses
 //! the gateway talks to.
@@ -8,7 +8,11 @@
 pub mod bus;
 pub mod cache;
 pub mod call;
+pub mod conference;
+pub mod flow;
 pub mod media;
+pub mod message;
+pub mod outbound;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -20,7 +24,11 @@ use callplane_schema::Db;
 use crate::bus::EventBus;
 use crate::cache::{Cache, CacheAside, LocalCache, RedisCache, SharedRedis};
 use crate::call::{CallGauges, CallManager, CallSettings};
+use crate::conference::ConferenceManager;
+use crate::flow::{FlowManager, FlowSettings, FlowStarter};
+use crate::media::MediaBackend;
 use crate::media::sim::{SimNetwork, SimSettings};
+use crate::message::Messenger;
 
 /// Settings of the domain, filled from the daemon's configuration.
 #[derive(Debug, Clone)]
@@ -31,6 +39,7 @@ pub struct DomainSettings {
     pub redis_url: Option<String>,
     pub cache_ttl: Duration,
     pub cache_max_bytes: u64,
+    pub flows: FlowSettings,
 }
 
 impl Default for DomainSettings {
@@ -41,6 +50,7 @@ impl Default for DomainSettings {
             redis_url: None,
             cache_ttl: Duration::from_secs(300),
             cache_max_bytes: 256 * 1024 * 1024,
+            flows: FlowSettings::default(),
         }
     }
 }
@@ -51,6 +61,11 @@ pub struct Domain {
     pub calls: Addr<CallManager>,
     pub bus: Addr<EventBus>,
     pub cache: CacheAside,
+    pub flows: Addr<FlowManager>,
+    pub conferences: Addr<ConferenceManager>,
+    pub messages: Addr<Messenger>,
+    /// The media backend is the simulated network (the sandbox routes work).
+    pub sandbox: bool,
 }
 
 impl Domain {
@@ -68,10 +83,31 @@ impl Domain {
         db.set_commit_hook(EventBus::commit_hook(bus.clone()));
 
         let media = Arc::new(SimNetwork::start(settings.sim));
+        let sandbox = media.name() == "simulated";
         let gauges = CallGauges::new(registry).map_err(|e| e.to_string())?;
-        let calls = CallManager::start(db, media, cache.clone(), settings.calls, gauges);
+        let calls = CallManager::start(db.clone(), media, cache.clone(), settings.calls, gauges);
         calls.send(call::Recover).await.map_err(|e| format!("call recovery: {e}"))?;
 
-        Ok(Domain { calls, bus, cache })
+        let messages = Messenger::new(db.clone()).start();
+        messages.send(message::Recover).await.map_err(|e| format!("message recovery: {e}"))?;
+        // Flows and conferences need each other's address: the flow manager's comes first.
+        let flow_ctx = Context::<FlowManager>::new();
+        let conferences = ConferenceManager::start(db.clone(), calls.clone(), flow_ctx.address(), registry)
+            .map_err(|e| e.to_string())?;
+        let flows = FlowManager::run(
+            flow_ctx,
+            db.clone(),
+            calls.clone(),
+            conferences.clone(),
+            messages.clone(),
+            settings.flows,
+            registry,
+        )
+        .map_err(|e| e.to_string())?;
+        flows.send(flow::Recover).await.map_err(|e| format!("flow recovery: {e}"))?;
+        conferences.send(conference::Recover).await.map_err(|e| format!("conference recovery: {e}"))?;
+        FlowStarter::start(flows.clone(), db, bus.clone());
+
+        Ok(Domain { calls, bus, cache, flows, conferences, messages, sandbox })
     }
 }

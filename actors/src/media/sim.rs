@@ -183,8 +183,16 @@ impl SimActor {
                     self.later(ctx, call, REMOTE_HANGUP_AFTER, hangup);
                 }
                 AfterAnswer::SendDigits => {
-                    for digit in DIGITS.chars() {
-                        self.later(ctx, call, DIGITS_AFTER, Kind::Digit(digit));
+                    // One timer for all of them: timers due at the same instant fire
+                    // in no particular order, and the digits must arrive in theirs.
+                    let id = call.clone();
+                    let handle = ctx.run_later(DIGITS_AFTER, move |act, ctx| {
+                        for digit in DIGITS.chars() {
+                            act.send(ctx, &id, Kind::Digit(digit));
+                        }
+                    });
+                    if let Some(sim) = self.calls.get_mut(call) {
+                        sim.timers.push(handle);
                     }
                 }
             }
