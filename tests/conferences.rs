@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use callplane::config::Settings;
-use callplane_schema::models::event;
+use callplane_schema::models::{conference, event};
 use common::{Tenant, TestServer};
 use serde_json::{Value, json};
 
@@ -333,4 +333,62 @@ async fn another_customers_conferences_and_participants_are_not_found() {
     server.post("/v1.0/calls", bob_token, body).await.expect_error(400, "INVALID_ARGUMENT");
     // Alice's conference is untouched.
     conference_when(&server, &alice, conf_id, "the join", |c| joined(c, 1)).await;
+}
+
+#[actix_web::test]
+async fn a_conference_a_previous_process_left_live_lets_its_participants_go() {
+    use callplane_schema::ids::{CallId, CustomerId};
+    use callplane_schema::models::conference::{ConferenceRow, ConferenceStatus, ConferenceType, ConferencecallRow};
+    use callplane_schema::models::conference::{ConferencecallStatus, NewConference};
+
+    // A `connect` conference with two participants whose calls a stopped process lost.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cp.db").display());
+    let settings = Settings { database_url: url.clone(), ..Settings::default() };
+    let db = callplane::open_database(&settings, Duration::ZERO).unwrap();
+    let made =
+        callplane::provision::bootstrap(&db, common::SECRET.as_bytes(), "alice", common::PASSWORD, 0).await.unwrap();
+    let customer: CustomerId = made.customer_id.clone();
+    let mut row = ConferenceRow::new(NewConference {
+        customer_id: customer,
+        kind: ConferenceType::Connect,
+        name: "before the restart".into(),
+        detail: String::new(),
+        timeout: 0,
+        pre_flow_id: None,
+        post_flow_id: None,
+    });
+    row.status = ConferenceStatus::Progressing;
+    let conf_id = row.id.to_string();
+    db.write(move |tx| {
+        conference::insert(tx.conn, &row)?;
+        for _ in 0..2 {
+            let mut participant = ConferencecallRow::new(&row, CallId::new());
+            participant.status = ConferencecallStatus::Joined;
+            participant.tm_join = Some(callplane_schema::time::now());
+            conference::insert_participant(tx.conn, &participant)?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    drop(db);
+
+    let server = TestServer::start_with(|s| {
+        quick(s);
+        s.database_url = url.clone();
+    })
+    .await;
+    let tenant = Tenant {
+        customer_id: made.customer_id.to_string(),
+        agent_id: made.agent_id.to_string(),
+        username: "alice".into(),
+        token: server.login("alice", common::PASSWORD).await,
+        accesskey: made.accesskey.clone(),
+    };
+    let conf = conference_when(&server, &tenant, &conf_id, "the end", |c| c["status"] == "terminated").await;
+    assert_eq!(conf["participants"], json!([]));
+    let types = event_types(&server, &conf_id).await;
+    assert_eq!(types.iter().filter(|t| *t == "conference.left").count(), 2, "{types:?}");
+    assert_eq!(types.last().map(String::as_str), Some("conference.ended"), "{types:?}");
 }

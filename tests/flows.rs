@@ -109,6 +109,7 @@ async fn each_refusal_of_a_saved_flow_names_the_action() {
         ),
         (json!([{"id": a, "type": "answer"}, {"id": a, "type": "stop"}]), "used by an earlier action"),
         (json!([{"id": "not-a-uuid", "type": "answer"}]), "id: not a UUID"),
+        (json!([{"type": "conference_join", "option": {"conference_id": nowhere}}]), "option.conference_id: no such"),
         (
             json!([{"id": a, "type": "condition_variable", "option": {"condition": "~", "variable": "x", "value": "1",
                  "false_target_id": a}}]),
@@ -490,4 +491,34 @@ async fn another_customers_flows_and_runs_are_not_found() {
     server.post(&format!("{run_path}/stop"), bob_token, json!({})).await.expect_error(404, "ACTIVEFLOW_NOT_FOUND");
     assert_eq!(server.get("/v1.0/activeflows", bob_token).await.expect(200)["result"], json!([]));
     assert_eq!(server.get(&run_path, Some(&alice.token)).await.expect(200)["status"], "running", "untouched");
+}
+
+#[actix_web::test]
+async fn runs_a_previous_process_left_running_end_as_interrupted() {
+    use callplane_schema::ids::{CallId, CustomerId};
+    use callplane_schema::models::activeflow::{self, ActiveflowRow};
+
+    // A database in which a process stopped in the middle of a run.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cp.db").display());
+    let settings = Settings { database_url: url.clone(), ..Settings::default() };
+    let db = callplane::open_database(&settings, Duration::ZERO).unwrap();
+    let made =
+        callplane::provision::bootstrap(&db, common::SECRET.as_bytes(), "alice", common::PASSWORD, 0).await.unwrap();
+    let customer: CustomerId = made.customer_id.clone();
+    let row = ActiveflowRow::new(customer, CallId::new(), None, &[], &Default::default());
+    let run_id = row.id.to_string();
+    db.write(move |tx| activeflow::insert(tx.conn, &row)).await.unwrap();
+    drop(db);
+
+    let server = TestServer::start_with(|s| {
+        quick(s);
+        s.database_url = url.clone();
+    })
+    .await;
+    let token = server.login("alice", common::PASSWORD).await;
+    let run = server.get(&format!("/v1.0/activeflows/{run_id}"), Some(&token)).await;
+    let run = run.expect(200);
+    assert_eq!((run["status"].as_str(), run["end_reason"].as_str()), (Some("ended"), Some("interrupted")));
+    assert_eq!(event_types(&server, &run_id).await, ["activeflow.ended"]);
 }

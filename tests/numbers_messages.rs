@@ -262,3 +262,43 @@ async fn messages_are_checked_and_another_customers_are_not_found() {
     assert_eq!(server.get("/v1.0/messages", Some(&bob.token)).await.expect(200)["result"], json!([]));
     server.get(&path, Some(&alice.token)).await.expect(200);
 }
+
+#[actix_web::test]
+async fn messages_a_previous_process_left_on_their_way_are_delivered_after_a_start() {
+    use callplane_schema::models::address::{Address, AddressType};
+    use callplane_schema::models::message::{self, MessageRow};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cp.db").display());
+    let settings = Settings { database_url: url.clone(), ..Settings::default() };
+    let db = callplane::open_database(&settings, Duration::ZERO).unwrap();
+    let made =
+        callplane::provision::bootstrap(&db, common::SECRET.as_bytes(), "alice", common::PASSWORD, 0).await.unwrap();
+    let row = MessageRow::new(
+        made.customer_id.clone(),
+        &Address::new(AddressType::Tel, "+15551234567"),
+        &[Address::new(AddressType::Tel, "+15557654321")],
+        "sent before the restart".into(),
+    );
+    let id = row.id.to_string();
+    db.write(move |tx| message::insert(tx.conn, &row)).await.unwrap();
+    drop(db);
+
+    let server = TestServer::start_with(|s| {
+        quick(s);
+        s.database_url = url.clone();
+    })
+    .await;
+    let tenant = Tenant {
+        customer_id: made.customer_id.to_string(),
+        agent_id: made.agent_id.to_string(),
+        username: "alice".into(),
+        token: server.login("alice", common::PASSWORD).await,
+        accesskey: made.accesskey.clone(),
+    };
+    poll(&server, &tenant, &format!("/v1.0/messages/{id}"), "the delivery", |m| {
+        m["targets"][0]["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(event_types(&server, &id).await, ["sms.sent", "sms.delivered"]);
+}

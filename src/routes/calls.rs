@@ -137,7 +137,7 @@ async fn create_call(
         Some(raw) if create.flow_id.is_some() && !raw.is_empty() => {
             return Err(ApiError::invalid("flow_id and actions: give one or the other"));
         }
-        Some(raw) => super::flows::check_actions(&ctx, raw)?,
+        Some(raw) => super::flows::check_actions(&ctx, &customer_id, raw).await?,
         None => Vec::new(),
     };
 

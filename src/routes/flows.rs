@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, delete, get, post, put, web};
 use callplane_schema::ids::{CustomerId, FlowId};
 use callplane_schema::models::action::{self, Action, ActionKind};
 use callplane_schema::models::address::AddressType;
+use callplane_schema::models::conference;
 use callplane_schema::models::flow::{self, Flow, FlowChanges, FlowRow};
 use callplane_schema::models::flow_secret::{self, FlowSecret};
 use callplane_schema::page::Page;
@@ -48,10 +49,19 @@ struct UpdateFlow {
 }
 
 /// Parses and checks actions (a saved flow's, or a call's inline ones): the checks of
-/// [`action::parse`], then address syntax and `webhook_send` targets.
-pub(crate) fn check_actions(ctx: &AppContext, raw: &[Value]) -> Result<Vec<Action>, ApiError> {
+/// [`action::parse`], then address syntax, `webhook_send` targets, and that
+/// `conference_join` names one of the customer's conferences.
+pub(crate) async fn check_actions(
+    ctx: &AppContext,
+    customer_id: &CustomerId,
+    raw: &[Value],
+) -> Result<Vec<Action>, ApiError> {
     let actions = action::parse(raw).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let mut conferences = Vec::new();
     for (i, action) in actions.iter().enumerate() {
+        if let ActionKind::ConferenceJoin(join) = &action.kind {
+            conferences.push((i, join.conference_id.clone()));
+        }
         for (field, address) in action::addresses(action) {
             let field = format!("actions[{i}].{field}");
             if let ActionKind::MessageSend(_) = action.kind
@@ -81,6 +91,27 @@ pub(crate) fn check_actions(ctx: &AppContext, raw: &[Value]) -> Result<Vec<Actio
                 }
                 Some(_) => {}
             }
+        }
+    }
+    if !conferences.is_empty() {
+        let customer_id = customer_id.clone();
+        let missing = ctx
+            .db
+            .read(move |conn| {
+                for (i, id) in &conferences {
+                    match conference::get(conn, &customer_id, id) {
+                        Ok(_) => {}
+                        Err(callplane_schema::DbError::NotFound) => return Ok(Some(*i)),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(None)
+            })
+            .await?;
+        if let Some(i) = missing {
+            return Err(ApiError::invalid(format!(
+                "actions[{i}].option.conference_id: no such conference in this customer"
+            )));
         }
     }
     Ok(actions)
@@ -128,7 +159,7 @@ async fn create_flow(
     let customer_id = auth.require(Permission::FlowManage)?.clone();
     let body = body.into_inner();
     check_texts(Some(&body.name), Some(&body.detail))?;
-    let actions = check_actions(&ctx, &body.actions)?;
+    let actions = check_actions(&ctx, &customer_id, &body.actions).await?;
     let row = FlowRow::new(customer_id, body.name, body.detail, &actions);
     let view = row.view();
     ctx.db.write(move |tx| flow::insert(tx.conn, &row)).await?;
@@ -171,7 +202,7 @@ async fn update_flow(
     let body = body.into_inner();
     check_texts(body.name.as_deref(), body.detail.as_deref())?;
     let actions = match &body.actions {
-        Some(raw) => Some(action::to_json(&check_actions(&ctx, raw)?)),
+        Some(raw) => Some(action::to_json(&check_actions(&ctx, &customer_id, raw).await?)),
         None => None,
     };
     let changes = FlowChanges { name: body.name, detail: body.detail, actions };

@@ -18,7 +18,7 @@ use callplane_schema::models::conference::{
 };
 use callplane_schema::models::event::NewEvent;
 use callplane_schema::models::flow;
-use callplane_schema::{Db, DbError};
+use callplane_schema::{Db, DbError, WriteCtx};
 
 use super::{
     ConferenceChanges, ConferenceDeps, ConferenceError, EndConference, Enter, Join, JoinConference, JoinTarget, Left,
@@ -218,12 +218,7 @@ impl ConferenceActor {
         let db = self.deps.db.clone();
         let write = async move {
             db.write(move |tx| {
-                for participant in &departures {
-                    conference::save_participant(tx.conn, participant)?;
-                    let view = conference::participant_view(tx.conn, participant)?;
-                    let (customer, conference) = (&participant.customer_id, &participant.conference_id);
-                    tx.emit(NewEvent::new("conference.left", Some(customer), conference, &view)?)?;
-                }
+                write_departures(tx, &departures)?;
                 conference::save(tx.conn, &row)?;
                 let view = conference::view(tx.conn, &row)?;
                 tx.emit(NewEvent::new("conference.ended", Some(&row.customer_id), &row.id, &view)?)?;
@@ -242,6 +237,32 @@ impl ConferenceActor {
             ctx.stop();
         }))
     }
+
+    /// Lets every participant go in one transaction: after a restart, their calls are gone.
+    fn let_everyone_go(&mut self) -> ResponseActFuture<Self, ()> {
+        let departures: Vec<ConferencecallRow> = self.participants.drain().map(|(_, p)| depart(p)).collect();
+        let db = self.deps.db.clone();
+        let write = async move { db.write(move |tx| write_departures(tx, &departures)).await };
+        Box::pin(write.into_actor(self).map(|result, act, ctx| {
+            if let Err(e) = result {
+                log::error!("conference {}: its participants were not let go: {e}", act.row.id);
+            }
+            if act.row.conference_type == ConferenceType::Connect {
+                act.end_now(ctx);
+            }
+        }))
+    }
+}
+
+/// Writes participants as `left`, each with `conference.left`.
+fn write_departures(tx: &mut WriteCtx<'_>, departures: &[ConferencecallRow]) -> Result<(), DbError> {
+    for participant in departures {
+        conference::save_participant(tx.conn, participant)?;
+        let view = conference::participant_view(tx.conn, participant)?;
+        let (customer, conference) = (&participant.customer_id, &participant.conference_id);
+        tx.emit(NewEvent::new("conference.left", Some(customer), conference, &view)?)?;
+    }
+    Ok(())
 }
 
 /// A participant on its way out: unbridged, its run told; the row to write as `left`.
@@ -324,10 +345,7 @@ impl Actor for ConferenceActor {
             ctx.wait(self.finish());
             return;
         }
-        let ids: Vec<ConferencecallId> = self.participants.keys().cloned().collect();
-        for id in ids {
-            self.leave_now(&id, ctx);
-        }
+        ctx.wait(self.let_everyone_go());
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -486,9 +504,9 @@ impl Handler<CallNews> for ConferenceActor {
         if !matches!(news.kind, NewsKind::Ended { .. }) || self.ending {
             return;
         }
-        let gone: Vec<ConferencecallId> =
-            self.participants.values().filter(|p| p.row.call_id == news.call_id).map(|p| p.row.id.clone()).collect();
-        for id in gone {
+        // A call is in a conference once at most.
+        let gone = self.participants.values().find(|p| p.row.call_id == news.call_id).map(|p| p.row.id.clone());
+        if let Some(id) = gone {
             self.leave_now(&id, ctx);
         }
     }

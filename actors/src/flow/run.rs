@@ -50,6 +50,9 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Variables a synchronous `webhook_send` answer may set at most.
 const MAX_ANSWER_VARIABLES: usize = 64;
+/// Looking for a new call's actor: how often, and how long apart.
+const LOCATE_ATTEMPTS: u32 = 100;
+const LOCATE_RETRY: Duration = Duration::from_millis(20);
 /// Attempts at writing the end of a run before leaving it to the next start's recovery.
 const END_ATTEMPTS: u32 = 5;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -879,17 +882,32 @@ impl Actor for FlowRun {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let calls = self.deps.calls.clone();
+        // Room for a burst of digits while the run waits on something else: a digit its
+        // call cannot hand over stays with the call until the next run.
+        ctx.set_mailbox_capacity(MAX_DIGITS);
+        let (calls, db) = (self.deps.calls.clone(), self.deps.db.clone());
         let call_id = self.call_id();
-        let observe = Observe {
-            customer_id: Some(self.row.customer_id.clone()),
-            observer: ctx.address().recipient(),
-            activeflow_id: Some(self.row.id.clone()),
-        };
+        let (customer_id, activeflow_id) = (self.row.customer_id.clone(), self.row.id.clone());
+        let observer = ctx.address().recipient::<CallNews>();
         let attach = async move {
-            let addr = calls.send(Locate { call_id }).await.ok().flatten()?;
-            let observed = addr.send(observe).await.ok()?.ok()?;
-            Some((addr, observed))
+            for _ in 0..LOCATE_ATTEMPTS {
+                if let Some(addr) = calls.send(Locate { call_id: call_id.clone() }).await.ok().flatten() {
+                    let observe =
+                        Observe { customer_id: Some(customer_id), observer, activeflow_id: Some(activeflow_id) };
+                    let observed = addr.send(observe).await.ok()?.ok()?;
+                    return Some((addr, observed));
+                }
+                // A new call's row is committed (and its run started from that commit)
+                // before its manager starts its actor: wait for the actor while the row
+                // says the call is live.
+                let id = call_id.clone();
+                let row = db.read(move |conn| callplane_schema::models::call::get_any(conn, &id)).await.ok()?;
+                if !row.status.is_live() {
+                    return None;
+                }
+                tokio::time::sleep(LOCATE_RETRY).await;
+            }
+            None
         };
         ctx.wait(attach.into_actor(self).map(|attached, act, ctx| {
             let Some((addr, observed)) = attached else {
