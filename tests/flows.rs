@@ -522,3 +522,26 @@ async fn runs_a_previous_process_left_running_end_as_interrupted() {
     assert_eq!((run["status"].as_str(), run["end_reason"].as_str()), (Some("ended"), Some("interrupted")));
     assert_eq!(event_types(&server, &run_id).await, ["activeflow.ended"]);
 }
+
+#[actix_web::test]
+async fn a_talk_cut_short_lets_the_flow_go_on() {
+    let server = server().await;
+    let tenant = server.tenant("alice").await;
+    // A thousand words: twenty seconds of simulated speech.
+    let actions = json!([
+        {"type": "talk", "option": {"text": "w ".repeat(1000)}},
+        {"type": "variable_set", "option": {"key": "after", "value": "talk"}},
+        {"type": "stop"},
+    ]);
+    let call = call_with(&server, &tenant, "+15559876543", json!({"actions": actions})).await;
+    let call_id = str_of(&call, "id");
+    poll(&server, &tenant, &format!("/v1.0/activeflows?call_id={call_id}"), "the talk", |page| {
+        page["result"][0]["status"] == "running" && page["result"][0]["executed_actions"] == 1
+    })
+    .await;
+    // Speech through the API replaces the flow's.
+    let talk = json!({"text": "An announcement"});
+    server.post(&format!("/v1.0/calls/{call_id}/talk"), Some(&tenant.token), talk).await.expect(200);
+    let run = ended_run(&server, &tenant, call_id).await;
+    assert_eq!(run["variables"]["after"], "talk");
+}
