@@ -34,7 +34,7 @@
 //! | `ws_queue_frames` | `CALLPLANE_WS_QUEUE_FRAMES` | `256`: events a session holds for a slow client |
 //! | `ws_max_dropped` | `CALLPLANE_WS_MAX_DROPPED` | `1024`: a client losing more before it catches up is closed |
 //! | `ws_slow_grace_ms` | `CALLPLANE_WS_SLOW_GRACE_MS` | `10000`: a client whose queue stays full this long is closed |
-//! | `webhook_allow_private` | `CALLPLANE_WEBHOOK_ALLOW_PRIVATE` | `false`: webhooks reach public addresses only |
+//! | `webhook_allow_private` | `CALLPLANE_WEBHOOK_ALLOW_PRIVATE` | `false`: webhooks and the `webhook_send` flow action refuse loopback and private targets |
 //! | `webhook_timeout_ms` | `CALLPLANE_WEBHOOK_TIMEOUT_MS` | `10000`: to connect, and then to answer |
 //! | `webhook_max_attempts` | `CALLPLANE_WEBHOOK_MAX_ATTEMPTS` | `10` |
 //! | `webhook_max_age_secs` | `CALLPLANE_WEBHOOK_MAX_AGE_SECS` | `86400`: no retry past this age |
@@ -390,6 +390,10 @@ impl Settings {
                 max_backoff: Duration::from_secs(self.webhook_max_backoff_secs),
                 breaker_failures: self.webhook_breaker_failures,
                 breaker_cooldown: Duration::from_secs(self.webhook_breaker_cooldown_secs),
+            },
+            flows: callplane_actors::flow::FlowSettings {
+                allow_private_targets: self.webhook_allow_private,
+                ..Default::default()
             },
         }
     }

@@ -83,6 +83,12 @@ pub enum Reason {
     BillingAccountNotFound,
     CallNotFound,
     WebhookNotFound,
+    FlowNotFound,
+    ActiveflowNotFound,
+    ConferenceNotFound,
+    ConferencecallNotFound,
+    NumberNotFound,
+    MessageNotFound,
     // 405
     MethodNotAllowed,
     // 409
@@ -91,6 +97,8 @@ pub enum Reason {
     LastAdmin,
     CallStateInvalid,
     BalanceTooLow,
+    ConferenceStateInvalid,
+    SandboxUnavailable,
     // 413
     PayloadTooLarge,
     // 422
@@ -118,10 +126,18 @@ impl Reason {
             | AccesskeyNotFound
             | BillingAccountNotFound
             | CallNotFound
-            | WebhookNotFound => Status::NotFound,
+            | WebhookNotFound
+            | FlowNotFound
+            | ActiveflowNotFound
+            | ConferenceNotFound
+            | ConferencecallNotFound
+            | NumberNotFound
+            | MessageNotFound => Status::NotFound,
             MethodNotAllowed => Status::MethodNotAllowed,
             AlreadyExists | UsernameTaken => Status::AlreadyExists,
-            LastAdmin | CallStateInvalid | BalanceTooLow => Status::FailedPrecondition,
+            LastAdmin | CallStateInvalid | BalanceTooLow | ConferenceStateInvalid | SandboxUnavailable => {
+                Status::FailedPrecondition
+            }
             PayloadTooLarge => Status::PayloadTooLarge,
             IdempotencyKeyReused => Status::Unprocessable,
             RateLimitExceeded => Status::ResourceExhausted,
@@ -149,12 +165,20 @@ impl Reason {
             BillingAccountNotFound => "billing account not found",
             CallNotFound => "call not found",
             WebhookNotFound => "webhook not found",
+            FlowNotFound => "flow not found",
+            ActiveflowNotFound => "activeflow not found",
+            ConferenceNotFound => "conference not found",
+            ConferencecallNotFound => "conference participant not found",
+            NumberNotFound => "number not found",
+            MessageNotFound => "message not found",
             MethodNotAllowed => "method not allowed on this route",
             AlreadyExists => "already exists",
             UsernameTaken => "the username is taken",
             LastAdmin => "a customer keeps at least one admin",
             CallStateInvalid => "not possible in the call's current status",
             BalanceTooLow => "the balance is lower than that",
+            ConferenceStateInvalid => "not possible in the conference's current status",
+            SandboxUnavailable => "the sandbox needs the simulated network",
             PayloadTooLarge => "the request body is too large",
             IdempotencyKeyReused => "the Idempotency-Key was used with a different request",
             RateLimitExceeded => "rate limit exceeded",

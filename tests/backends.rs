@@ -225,3 +225,79 @@ async fn wait_for(server: &TestServer, token: &str, id: &str, status: &str) {
         actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+#[actix_web::test]
+async fn postgres_runs_flows_conferences_numbers_and_messages() {
+    let Some(db) = TestDatabase::postgres() else { return };
+    flows_smoke(&db).await;
+}
+
+#[actix_web::test]
+async fn mysql_runs_flows_conferences_numbers_and_messages() {
+    let Some(db) = TestDatabase::mysql() else { return };
+    flows_smoke(&db).await;
+}
+
+/// A run to its end, a conference join with its participant, a number and its
+/// uniqueness, a message to delivery, against `db`.
+async fn flows_smoke(db: &TestDatabase) {
+    use std::time::{Duration, Instant};
+
+    let url = db.url.clone();
+    let server = TestServer::start_with(move |s| {
+        s.database_url = url;
+        s.sim_ring_delay_ms = 20;
+        s.sim_answer_delay_ms = 80;
+    })
+    .await;
+    let tenant = server.tenant("alice").await;
+    let token = Some(tenant.token.as_str());
+    let poll = |path: String, done: fn(&serde_json::Value) -> bool| {
+        let server = &server;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let resp = server.get(&path, token).await;
+                if resp.status.as_u16() == 200 && done(&resp.json) {
+                    return resp.json;
+                }
+                assert!(Instant::now() < deadline, "{path}: {}", resp.text);
+                actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let tel = |n: &str| json!({"type": "tel", "target": n});
+
+    let flow = server
+        .post(
+            "/v1.0/flows",
+            token,
+            json!({"actions": [{"type": "variable_set", "option": {"key": "k", "value": "${v}"}}]}),
+        )
+        .await;
+    let flow_id = flow.expect(201)["id"].clone();
+    let body = json!({"source": tel("+15551234567"), "destinations": [tel("+15559876543")], "flow_id": flow_id,
+                      "variables": {"v": "from the call"}});
+    let call = server.post("/v1.0/calls", token, body).await.expect(201).clone();
+    let call_id = call["id"].as_str().unwrap().to_owned();
+    let runs = poll(format!("/v1.0/activeflows?call_id={call_id}"), |p| p["result"][0]["status"] == "ended").await;
+    assert_eq!(runs["result"][0]["variables"]["k"], "from the call");
+
+    let conf = server.post("/v1.0/conferences", token, json!({"name": "db"})).await.expect(201).clone();
+    let conf_path = format!("/v1.0/conferences/{}", conf["id"].as_str().unwrap());
+    server.post(&format!("{conf_path}/join"), token, json!({"call_id": call_id})).await.expect(201);
+    let joined = poll(conf_path.clone(), |c| c["participants"][0]["status"] == "joined").await;
+    assert!(joined["participants"][0]["tm_join"].is_string());
+    let all = server.get("/v1.0/conferencecalls?page_size=1", token).await;
+    assert_eq!(all.expect(200)["result"].as_array().unwrap().len(), 1);
+
+    server.post("/v1.0/numbers", token, json!({"number": "+15550001111", "call_flow_id": flow_id})).await.expect(201);
+    server.post("/v1.0/numbers", token, json!({"number": "+15550001111"})).await.expect_error(409, "ALREADY_EXISTS");
+
+    let body = json!({"source": tel("+15551234567"), "destinations": [tel("+15557654321")], "text": "hi"});
+    let message = server.post("/v1.0/messages", token, body).await.expect(201).clone();
+    poll(format!("/v1.0/messages/{}", message["id"].as_str().unwrap()), |m| m["targets"][0]["status"] == "delivered")
+        .await;
+
+    server.stop().await;
+}

@@ -1,6 +1,7 @@
-//! The callplane domain: one actor per live call and WebSocket session (and, later,
-//! conference), their manager actors, the event bus and its subscribers, the read cache
-//! and the media backends.
+//! The callplane domain: one actor per live call, conference, flow run and WebSocket
+//! session, their manager actors, the event bus and its subscribers (billing, agent
+//! statistics, webhooks, flow starts), the read cache, the simulated SMS carrier and
+//! the media backends.
 //!
 //! [`Domain::start`] wires them in the current actix `System` and returns the addresses
 //! the gateway talks to.
@@ -10,7 +11,11 @@ pub mod billing;
 pub mod bus;
 pub mod cache;
 pub mod call;
+pub mod conference;
+pub mod flow;
 pub mod media;
+pub mod message;
+pub mod outbound;
 pub mod webhook;
 pub mod ws;
 
@@ -25,9 +30,13 @@ use crate::billing::{BillingSettings, BillingSubscriber};
 use crate::bus::EventBus;
 use crate::cache::{Cache, CacheAside, LocalCache, RedisCache, SharedRedis};
 use crate::call::{CallGauges, CallManager, CallSettings};
+use crate::conference::ConferenceManager;
+use crate::flow::{FlowManager, FlowSettings, FlowStarter};
+use crate::media::MediaBackend;
 use crate::media::sim::{SimNetwork, SimSettings};
-use crate::ws::{Ws, WsSettings};
+use crate::message::Messenger;
 use crate::webhook::{WebhookDispatcher, WebhookSettings};
+use crate::ws::{Ws, WsSettings};
 
 /// Settings of the domain, filled from the daemon's configuration.
 #[derive(Debug, Clone)]
@@ -41,6 +50,7 @@ pub struct DomainSettings {
     pub cache_max_bytes: u64,
     pub ws: WsSettings,
     pub webhooks: WebhookSettings,
+    pub flows: FlowSettings,
 }
 
 impl Default for DomainSettings {
@@ -54,6 +64,7 @@ impl Default for DomainSettings {
             cache_max_bytes: 256 * 1024 * 1024,
             ws: WsSettings::default(),
             webhooks: WebhookSettings::default(),
+            flows: FlowSettings::default(),
         }
     }
 }
@@ -66,6 +77,11 @@ pub struct Domain {
     pub cache: CacheAside,
     pub ws: Ws,
     pub webhooks: Addr<WebhookDispatcher>,
+    pub flows: Addr<FlowManager>,
+    pub conferences: Addr<ConferenceManager>,
+    pub messages: Addr<Messenger>,
+    /// The media backend is the simulated network (the sandbox routes work).
+    pub sandbox: bool,
 }
 
 impl Domain {
@@ -86,12 +102,33 @@ impl Domain {
             webhook::start(db.clone(), bus.clone(), settings.webhooks, registry).map_err(|e| e.to_string())?;
 
         let media = Arc::new(SimNetwork::start(settings.sim));
+        let sandbox = media.name() == "simulated";
         let gauges = CallGauges::new(registry).map_err(|e| e.to_string())?;
         let calls = CallManager::start(db.clone(), media, cache.clone(), settings.calls, gauges);
         BillingSubscriber::start(calls.clone(), settings.billing, db.clone(), bus.clone());
-        AgentStatsSubscriber::start(db, bus.clone());
+        AgentStatsSubscriber::start(db.clone(), bus.clone());
         calls.send(call::Recover).await.map_err(|e| format!("call recovery: {e}"))?;
 
-        Ok(Domain { calls, bus, cache, ws, webhooks })
+        let messages = Messenger::new(db.clone()).start();
+        messages.send(message::Recover).await.map_err(|e| format!("message recovery: {e}"))?;
+        // Flows and conferences need each other's address: the flow manager's comes first.
+        let flow_ctx = Context::<FlowManager>::new();
+        let conferences = ConferenceManager::start(db.clone(), calls.clone(), flow_ctx.address(), registry)
+            .map_err(|e| e.to_string())?;
+        let flows = FlowManager::run(
+            flow_ctx,
+            db.clone(),
+            calls.clone(),
+            conferences.clone(),
+            messages.clone(),
+            settings.flows,
+            registry,
+        )
+        .map_err(|e| e.to_string())?;
+        flows.send(flow::Recover).await.map_err(|e| format!("flow recovery: {e}"))?;
+        conferences.send(conference::Recover).await.map_err(|e| format!("conference recovery: {e}"))?;
+        FlowStarter::start(flows.clone(), db, bus.clone());
+
+        Ok(Domain { calls, bus, cache, ws, webhooks, flows, conferences, messages, sandbox })
     }
 }

@@ -208,6 +208,101 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    flows (id) {
+        id -> Text,
+        customer_id -> Text,
+        name -> Text,
+        detail -> Text,
+        actions -> Text,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+        tm_delete -> Nullable<Timestamp>,
+    }
+}
+diesel::table! {
+    activeflows (id) {
+        id -> Text,
+        customer_id -> Text,
+        flow_id -> Nullable<Text>,
+        reference_type -> Text,
+        reference_id -> Text,
+        status -> Text,
+        end_reason -> Nullable<Text>,
+        actions -> Text,
+        current_action_id -> Nullable<Text>,
+        executed_actions -> BigInt,
+        variables -> Text,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+        tm_end -> Nullable<Timestamp>,
+    }
+}
+diesel::table! {
+    conferences (id) {
+        id -> Text,
+        customer_id -> Text,
+        conference_type -> Text,
+        name -> Text,
+        detail -> Text,
+        status -> Text,
+        timeout -> BigInt,
+        pre_flow_id -> Nullable<Text>,
+        post_flow_id -> Nullable<Text>,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+        tm_end -> Nullable<Timestamp>,
+        tm_delete -> Nullable<Timestamp>,
+    }
+}
+diesel::table! {
+    conferencecalls (id) {
+        id -> Text,
+        customer_id -> Text,
+        conference_id -> Text,
+        call_id -> Text,
+        status -> Text,
+        tm_join -> Nullable<Timestamp>,
+        tm_leave -> Nullable<Timestamp>,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+    }
+}
+diesel::table! {
+    numbers (id) {
+        id -> Text,
+        customer_id -> Text,
+        number -> Text,
+        call_flow_id -> Nullable<Text>,
+        message_flow_id -> Nullable<Text>,
+        name -> Text,
+        detail -> Text,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+    }
+}
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        customer_id -> Text,
+        direction -> Text,
+        source -> Text,
+        targets -> Text,
+        text -> Text,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+        tm_finish -> Nullable<Timestamp>,
+    }
+}
+diesel::table! {
+    flow_secrets (customer_id) {
+        customer_id -> Text,
+        secret -> Text,
+        tm_create -> Timestamp,
+        tm_update -> Timestamp,
+    }
+}
+
 diesel::joinable!(calls -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(
     customers,
@@ -223,4 +318,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhooks,
     webhook_deliveries,
     webhook_attempts,
+    flows,
+    activeflows,
+    conferences,
+    conferencecalls,
+    numbers,
+    messages,
+    flow_secrets,
 );

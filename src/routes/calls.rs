@@ -7,10 +7,10 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use bytes::Bytes;
 use callplane_actors::call::{CallCommand, CallError, Command, CreateCalls, IdempotencyKey, Routed};
-use callplane_schema::ids::{CallId, CustomerId, FlowId};
+use callplane_schema::ids::{CallId, ConferenceId, CustomerId, FlowId};
 use callplane_schema::models::address::{Address, AddressType};
-use callplane_schema::models::agent;
 use callplane_schema::models::call::{self, Call, CallFilter, CallStatus, Direction, HangupReason, MuteDirection};
+use callplane_schema::models::{agent, conference};
 use callplane_schema::page::Page;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -128,13 +128,25 @@ async fn create_call(
     }
     let addresses = std::iter::once(&create.source).chain(&create.destinations);
     check_owned_agents(&ctx, &customer_id, addresses).await?;
+    if create.source.kind == AddressType::Conference {
+        return Err(ApiError::invalid("source.type: a call comes from a party, not a conference"));
+    }
+    check_owned_conferences(&ctx, &customer_id, &create.destinations).await?;
+    super::flows::check_owned_flow(&ctx, &customer_id, "flow_id", create.flow_id.as_ref()).await?;
+    let actions = match &create.actions {
+        Some(raw) if create.flow_id.is_some() && !raw.is_empty() => {
+            return Err(ApiError::invalid("flow_id and actions: give one or the other"));
+        }
+        Some(raw) => super::flows::check_actions(&ctx, &customer_id, raw).await?,
+        None => Vec::new(),
+    };
 
     let message = CreateCalls {
         customer_id,
         source: create.source,
         destinations: create.destinations,
         flow_id: create.flow_id,
-        actions: serde_json::to_string(&create.actions.unwrap_or_default()).map_err(ApiError::internal)?,
+        actions: callplane_schema::models::action::to_json(&actions),
         variables: serde_json::to_string(&create.variables).map_err(ApiError::internal)?,
         owner_id: auth.agent_id().cloned(),
         idempotency: idempotency_key.map(|key| IdempotencyKey { key, request_hash }),
@@ -163,7 +175,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 }
 
 /// `agent` addresses must name the caller's own agents.
-async fn check_owned_agents(
+pub(super) async fn check_owned_agents(
     ctx: &AppContext,
     customer_id: &CustomerId,
     addresses: impl Iterator<Item = &Address>,
@@ -193,7 +205,46 @@ async fn check_owned_agents(
     }
 }
 
-fn call_error(e: CallError) -> ApiError {
+/// `conference` destinations must name the caller's own conferences, still live; such a
+/// call joins the conference when it is answered.
+async fn check_owned_conferences(
+    ctx: &AppContext,
+    customer_id: &CustomerId,
+    destinations: &[Address],
+) -> Result<(), ApiError> {
+    let wanted: Vec<(usize, ConferenceId)> = destinations
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.kind == AddressType::Conference)
+        .filter_map(|(i, a)| a.target.parse().ok().map(|id| (i, id)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let customer_id = customer_id.clone();
+    let refused = ctx
+        .db
+        .read(move |conn| {
+            for (i, id) in &wanted {
+                match conference::get(conn, &customer_id, id) {
+                    Ok(row) if row.status.is_live() => {}
+                    Ok(_) => return Ok(Some(format!("destinations[{i}].target: conference {id} has ended"))),
+                    Err(callplane_schema::DbError::NotFound) => {
+                        return Ok(Some(format!("destinations[{i}].target: no conference {id} in this customer")));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+    match refused {
+        Some(message) => Err(ApiError::invalid(message)),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn call_error(e: CallError) -> ApiError {
     match e {
         CallError::NotFound | CallError::NotLive => ApiError::new(Reason::CallNotFound),
         CallError::StateInvalid { status } => {

@@ -3,15 +3,21 @@
 //! same registrations, so it cannot miss a route.
 
 mod accesskeys;
+mod activeflows;
 mod agents;
 mod billing;
 mod calls;
+mod conferences;
 mod customers;
+mod flows;
 mod health;
 mod login;
 mod me;
-mod ws;
+mod messages;
+mod numbers;
+mod sandbox;
 mod webhooks;
+mod ws;
 
 use actix_web::http::Method;
 use actix_web::http::header;
@@ -37,7 +43,13 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(calls::config)
             .configure(billing::config)
             .configure(ws::config)
-            .configure(webhooks::config),
+            .configure(webhooks::config)
+            .configure(flows::config)
+            .configure(activeflows::config)
+            .configure(conferences::config)
+            .configure(numbers::config)
+            .configure(messages::config)
+            .configure(sandbox::config),
     );
 }
 
@@ -162,6 +174,16 @@ pub fn optional_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Opti
             ApiError::new(Reason::InvalidJson).message(format!("invalid JSON: {e}"))
         }
     })
+}
+
+/// For optional fields that may also be cleared: absent is `None`, `null` is
+/// `Some(None)`. Use with `#[serde(default, deserialize_with = "nullable")]`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `201 Created` with a `Location` header.

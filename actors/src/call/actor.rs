@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use callplane_schema::ids::{CallId, CustomerId};
+use callplane_schema::ids::{ActiveflowId, CallId, CustomerId};
 use callplane_schema::models::call::{
-    self, Call, CallEventData, CallRow, CallStatus, HangupBy, HangupReason, MuteDirection,
+    self, Call, CallEventData, CallRow, CallStatus, Direction, HangupBy, HangupReason, MuteDirection,
 };
 use callplane_schema::models::event::NewEvent;
 
@@ -20,10 +20,89 @@ use crate::media::{MediaEvent, MediaEventKind as Kind};
 /// A change a client (through the gateway) or the domain asks of a call.
 #[derive(Debug, Clone)]
 pub enum CallCommand {
-    Hangup { reason: HangupReason },
+    Hangup {
+        reason: HangupReason,
+    },
+    Talk {
+        text: String,
+        language: String,
+    },
+    Hold {
+        on: bool,
+    },
+    Mute {
+        direction: MuteDirection,
+        on: bool,
+    },
+    /// Answers an incoming call that is still ringing (a flow's `answer`).
+    Answer,
+    /// Plays DTMF digits to the far end.
+    SendDigits {
+        digits: String,
+    },
+    /// Connects this call's audio with `peer`'s (a `connect` flow action, a conference).
+    Bridge {
+        peer: CallId,
+    },
+    /// Undoes every bridge of this call.
+    Unbridge,
+}
+
+/// What a call tells those observing it: its flow run, the conferences it is in.
+/// Sent after the change is committed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct CallNews {
+    pub call_id: CallId,
+    pub kind: NewsKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewsKind {
+    Answered,
+    Ended {
+        reason: Option<HangupReason>,
+    },
+    /// Only to the call's flow run.
+    Digit(char),
+    /// Only to the call's flow run: a `talk` or `play` it started finished.
+    PlaybackFinished {
+        playback: u64,
+    },
+}
+
+/// Registers an observer of the call. With `activeflow_id`, the observer is the call's
+/// flow run: it replaces any earlier one, the call records the run's id, and it gets
+/// the digits that arrived so far and every digit and playback end from now on.
+#[derive(Message)]
+#[rtype(result = "Result<Observed, CallError>")]
+pub struct Observe {
+    /// `None` for the domain's own observers.
+    pub customer_id: Option<CustomerId>,
+    pub observer: Recipient<CallNews>,
+    pub activeflow_id: Option<ActiveflowId>,
+}
+
+/// The call as it was when the observer was registered; news follow from there.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub call: Call,
+    /// Digits received before the flow run registered, oldest first.
+    pub digits: String,
+}
+
+/// Starts speaking or playing on an answered call; the answer is the playback id that
+/// [`NewsKind::PlaybackFinished`] will carry to the call's flow run.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, CallError>")]
+pub struct StartPlayback {
+    pub media: Playback,
+}
+
+#[derive(Debug, Clone)]
+pub enum Playback {
     Talk { text: String, language: String },
-    Hold { on: bool },
-    Mute { direction: MuteDirection, on: bool },
+    Play { urls: Vec<String> },
 }
 
 /// A command for a live call, checked against the caller's customer.
@@ -61,7 +140,14 @@ pub struct CallActor {
     balance_timer: Option<SpawnHandle>,
     /// DTMF digits received and not yet consumed by a flow.
     digits: String,
+    /// Who is told about the call's changes; bounded by [`MAX_OBSERVERS`].
+    observers: Vec<Recipient<CallNews>>,
+    /// The call's flow run: it alone gets digits and playback ends.
+    flow: Option<Recipient<CallNews>>,
 }
+
+/// Observers a call keeps at most (its run, its connect peers' runs, its conference).
+const MAX_OBSERVERS: usize = 16;
 
 /// Digits kept at most: a caller mashing keys must not grow the actor.
 const MAX_DIGITS: usize = 128;
@@ -80,6 +166,8 @@ impl CallActor {
             call_timer: None,
             balance_timer: None,
             digits: String::new(),
+            observers: Vec::new(),
+            flow: None,
         }
     }
 
@@ -116,6 +204,7 @@ impl CallActor {
         if previous == now {
             return;
         }
+        self.tell_observers(now);
         match now {
             CallStatus::Active => {
                 self.cancel(ctx, |a| &mut a.dial_timer);
@@ -220,12 +309,23 @@ impl CallActor {
                 }
             }
             Kind::Digit(digit) => {
-                if self.digits.len() < MAX_DIGITS {
+                let news = CallNews { call_id: self.row.id.clone(), kind: NewsKind::Digit(*digit) };
+                // Without a run (or with a run too busy to listen) the digit waits here.
+                let taken = self.flow.as_ref().is_some_and(|flow| flow.try_send(news).is_ok());
+                if !taken && self.digits.len() < MAX_DIGITS {
                     self.digits.push(*digit);
                 }
                 return;
             }
-            Kind::PlaybackFinished { .. } => return,
+            Kind::PlaybackFinished { playback } => {
+                if let Some(flow) = &self.flow {
+                    flow.do_send(CallNews {
+                        call_id: self.row.id.clone(),
+                        kind: NewsKind::PlaybackFinished { playback: *playback },
+                    });
+                }
+                return;
+            }
             // Late or repeated news (ringing after answer, a second hang-up): nothing changes.
             _ => return,
         }
@@ -235,6 +335,46 @@ impl CallActor {
                 ctx.notify_later(event, RETRY_AFTER);
             }
         }));
+    }
+}
+
+impl CallActor {
+    /// Tells every observer about the status the call has just committed.
+    fn tell_observers(&mut self, status: CallStatus) {
+        let kind = match status {
+            CallStatus::Active => NewsKind::Answered,
+            CallStatus::Ended => NewsKind::Ended { reason: self.row.hangup_reason },
+            _ => return,
+        };
+        self.observers.retain(|o| o.connected());
+        for observer in &self.observers {
+            // Status news are a handful per call: never dropped for a full mailbox.
+            observer.do_send(CallNews { call_id: self.row.id.clone(), kind: kind.clone() });
+        }
+    }
+
+    fn observe(&mut self, msg: Observe) -> ResponseActFuture<Self, Result<Observed, CallError>> {
+        let refuse = |e| -> ResponseActFuture<Self, Result<Observed, CallError>> { Box::pin(fut::ready(Err(e))) };
+        if msg.customer_id.as_ref().is_some_and(|c| *c != self.row.customer_id) {
+            return refuse(CallError::NotFound);
+        }
+        self.observers.retain(|o| o.connected());
+        if self.observers.len() >= MAX_OBSERVERS {
+            return refuse(CallError::Media(format!("call {} has {MAX_OBSERVERS} observers already", self.row.id)));
+        }
+        self.observers.push(msg.observer.clone());
+        let Some(activeflow_id) = msg.activeflow_id else {
+            return Box::pin(fut::ready(Ok(Observed { call: self.row.view(), digits: String::new() })));
+        };
+        self.flow = Some(msg.observer);
+        let digits = std::mem::take(&mut self.digits);
+        if self.row.activeflow_id.as_ref() == Some(&activeflow_id) {
+            return Box::pin(fut::ready(Ok(Observed { call: self.row.view(), digits })));
+        }
+        let mut next = self.row.clone();
+        next.activeflow_id = Some(activeflow_id);
+        next.tm_update = callplane_schema::time::now();
+        Box::pin(self.commit(next).map(move |result, _, _| result.map(|call| Observed { call, digits })))
     }
 }
 
@@ -262,7 +402,15 @@ impl Actor for CallActor {
                     act.hang_up_from_within(HangupReason::Noanswer, ctx);
                 }));
             }
-            Some(Start::Incoming) => self.deps.media.accept_incoming(&id, events),
+            Some(Start::Incoming) => {
+                self.deps.media.accept_incoming(&id, events);
+                // An incoming call nobody answers (no flow, or a flow without `answer`)
+                // must not ring for ever.
+                self.dial_timer = Some(ctx.run_later(self.deps.settings.dial_timeout, |act, ctx| {
+                    act.dial_timer = None;
+                    act.hang_up_from_within(HangupReason::Noanswer, ctx);
+                }));
+            }
             Some(Start::Recover) => {
                 if self.row.tm_answer.is_some() {
                     self.deps.live.answered();
@@ -348,6 +496,39 @@ impl Handler<Command> for CallActor {
                 next.tm_update = now;
                 AtomicResponse::new(self.commit(next))
             }
+            CallCommand::Answer => match (self.row.direction, self.row.status) {
+                (_, CallStatus::Active) => AtomicResponse::new(Box::pin(fut::ready(Ok(self.row.view())))),
+                (Direction::Incoming, CallStatus::Initiating | CallStatus::Ringing) => match media.answer(&id) {
+                    // The status follows when the backend reports the answer.
+                    Ok(()) => AtomicResponse::new(Box::pin(fut::ready(Ok(self.row.view())))),
+                    Err(e) => refuse(CallError::Media(e.to_string())),
+                },
+                (_, status) => refuse(CallError::StateInvalid { status }),
+            },
+            CallCommand::SendDigits { digits } => {
+                if let Err(e) = self.expect_active() {
+                    return refuse(e);
+                }
+                match media.send_digits(&id, &digits) {
+                    Ok(()) => AtomicResponse::new(Box::pin(fut::ready(Ok(self.row.view())))),
+                    Err(e) => refuse(CallError::Media(e.to_string())),
+                }
+            }
+            CallCommand::Bridge { peer } => {
+                if let Err(e) = self.expect_active() {
+                    return refuse(e);
+                }
+                match media.bridge(&id, &peer) {
+                    Ok(()) => AtomicResponse::new(Box::pin(fut::ready(Ok(self.row.view())))),
+                    Err(e) => refuse(CallError::Media(e.to_string())),
+                }
+            }
+            CallCommand::Unbridge => {
+                if self.row.status.is_live() {
+                    media.unbridge(&id);
+                }
+                AtomicResponse::new(Box::pin(fut::ready(Ok(self.row.view()))))
+            }
         }
     }
 }
@@ -374,6 +555,27 @@ impl Handler<BalanceDeadline> for CallActor {
             log::info!("call {}: the balance has run out", act.row.id);
             act.hang_up_from_within(HangupReason::InsufficientBalance, ctx);
         }));
+    }
+}
+
+impl Handler<Observe> for CallActor {
+    type Result = AtomicResponse<Self, Result<Observed, CallError>>;
+
+    fn handle(&mut self, msg: Observe, _: &mut Context<Self>) -> Self::Result {
+        AtomicResponse::new(self.observe(msg))
+    }
+}
+
+impl Handler<StartPlayback> for CallActor {
+    type Result = Result<u64, CallError>;
+
+    fn handle(&mut self, msg: StartPlayback, _: &mut Context<Self>) -> Self::Result {
+        self.expect_active()?;
+        let played = match &msg.media {
+            Playback::Talk { text, language } => self.deps.media.talk(&self.row.id, text, language),
+            Playback::Play { urls } => self.deps.media.play(&self.row.id, urls),
+        };
+        played.map_err(|e| CallError::Media(e.to_string()))
     }
 }
 

@@ -17,7 +17,10 @@ use callplane_schema::models::idempotency::{self, StoredAnswer};
 use callplane_schema::{Db, DbError};
 use prometheus::IntGauge;
 
-pub use actor::{BalanceDeadline, CallActor, CallCommand, Command, Snapshot, Start};
+pub use actor::{
+    BalanceDeadline, CallActor, CallCommand, CallNews, Command, NewsKind, Observe, Observed, Playback, Snapshot, Start,
+    StartPlayback,
+};
 
 use crate::cache::CacheAside;
 use crate::media::MediaBackend;
@@ -352,5 +355,66 @@ impl Handler<LiveCount> for CallManager {
 
     fn handle(&mut self, _: LiveCount, _: &mut Context<Self>) -> usize {
         self.calls.len()
+    }
+}
+
+/// The actor of a live call, for the domain's own actors (flow runs, conferences) to
+/// talk to directly. `None` once the call has ended.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<CallActor>>")]
+pub struct Locate {
+    pub call_id: CallId,
+}
+
+impl Handler<Locate> for CallManager {
+    type Result = Option<Addr<CallActor>>;
+
+    fn handle(&mut self, msg: Locate, _: &mut Context<Self>) -> Self::Result {
+        self.calls.get(&msg.call_id).filter(|addr| addr.connected()).cloned()
+    }
+}
+
+/// A call arriving from the network for one of `customer_id`'s numbers: created
+/// `incoming`, unanswered; the number's flow (started from its `call.created`) answers it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Call, CallError>")]
+pub struct CreateIncoming {
+    pub customer_id: CustomerId,
+    pub source: Address,
+    pub destination: Address,
+    pub flow_id: Option<FlowId>,
+}
+
+impl Handler<CreateIncoming> for CallManager {
+    type Result = ResponseActFuture<Self, Result<Call, CallError>>;
+
+    fn handle(&mut self, msg: CreateIncoming, _: &mut Context<Self>) -> Self::Result {
+        let db = self.deps.db.clone();
+        let row = CallRow::new(NewCall {
+            customer_id: msg.customer_id,
+            direction: Direction::Incoming,
+            source: msg.source,
+            destination: msg.destination,
+            flow_id: msg.flow_id,
+            actions: "[]".to_owned(),
+            variables: "{}".to_owned(),
+            owner_id: None,
+        });
+        let write = async move {
+            db.write(move |tx| {
+                call::insert(tx.conn, &row)?;
+                let view = row.view();
+                let data = CallEventData { call: &view, call_id: &row.id };
+                tx.emit(NewEvent::new("call.created", Some(&row.customer_id), &row.id, &data)?)?;
+                Ok(row.clone())
+            })
+            .await
+        };
+        Box::pin(write.into_actor(self).map(|result, manager, _| {
+            let row = result?;
+            let view = row.view();
+            manager.spawn(row, Start::Incoming);
+            Ok(view)
+        }))
     }
 }

@@ -149,7 +149,8 @@ struct SimCall {
     after_answer: AfterAnswer,
     /// Pending far-end behaviour, cancelled when the call is hung up locally.
     timers: Vec<SpawnHandle>,
-    playback: Option<SpawnHandle>,
+    /// What is playing: its timer and id.
+    playback: Option<(SpawnHandle, u64)>,
     answered: bool,
 }
 
@@ -183,8 +184,16 @@ impl SimActor {
                     self.later(ctx, call, REMOTE_HANGUP_AFTER, hangup);
                 }
                 AfterAnswer::SendDigits => {
-                    for digit in DIGITS.chars() {
-                        self.later(ctx, call, DIGITS_AFTER, Kind::Digit(digit));
+                    // One timer for all of them: timers due at the same instant fire
+                    // in no particular order, and the digits must arrive in theirs.
+                    let id = call.clone();
+                    let handle = ctx.run_later(DIGITS_AFTER, move |act, ctx| {
+                        for digit in DIGITS.chars() {
+                            act.send(ctx, &id, Kind::Digit(digit));
+                        }
+                    });
+                    if let Some(sim) = self.calls.get_mut(call) {
+                        sim.timers.push(handle);
                     }
                 }
             }
@@ -292,7 +301,7 @@ impl Handler<Hangup> for SimActor {
 
     fn handle(&mut self, msg: Hangup, ctx: &mut Context<Self>) {
         if let Some(sim) = self.calls.get_mut(&msg.call) {
-            for timer in sim.timers.drain(..).chain(sim.playback.take()) {
+            for timer in sim.timers.drain(..).chain(sim.playback.take().map(|(timer, _)| timer)) {
                 ctx.cancel_future(timer);
             }
         }
@@ -320,8 +329,12 @@ impl Handler<Play> for SimActor {
             }
             act.send(ctx, &id, Kind::PlaybackFinished { playback });
         });
-        if let Some(previous) = self.calls.get_mut(&call).and_then(|sim| sim.playback.replace(handle)) {
+        if let Some((previous, cut)) =
+            self.calls.get_mut(&call).and_then(|sim| sim.playback.replace((handle, playback)))
+        {
+            // A playback cut short is over too: whoever waits for its end hears of it.
             ctx.cancel_future(previous);
+            self.send(ctx, &call, Kind::PlaybackFinished { playback: cut });
         }
     }
 }
@@ -336,8 +349,9 @@ impl Handler<StopPlayback> for SimActor {
     type Result = ();
 
     fn handle(&mut self, msg: StopPlayback, ctx: &mut Context<Self>) {
-        if let Some(handle) = self.calls.get_mut(&msg.call).and_then(|sim| sim.playback.take()) {
+        if let Some((handle, playback)) = self.calls.get_mut(&msg.call).and_then(|sim| sim.playback.take()) {
             ctx.cancel_future(handle);
+            self.send(ctx, &msg.call, Kind::PlaybackFinished { playback });
         }
     }
 }
