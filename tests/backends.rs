@@ -301,3 +301,117 @@ async fn flows_smoke(db: &TestDatabase) {
 
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn postgres_going_away_is_a_503_and_coming_back_recovers() {
+    let Some(db) = TestDatabase::postgres() else { return };
+    database_outage(&db).await;
+}
+
+#[actix_web::test]
+async fn mysql_going_away_is_a_503_and_coming_back_recovers() {
+    let Some(db) = TestDatabase::mysql() else { return };
+    database_outage(&db).await;
+}
+
+/// A TCP proxy in front of the database server that the test can cut and restore. It
+/// runs on a runtime of its own: the daemon's start-up blocks the test's thread.
+struct Proxy {
+    listen: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // Dropped inside the test's async context, where a runtime may not block.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen = listener.local_addr().unwrap();
+        drop(listener);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let proxy = Proxy { listen, upstream, runtime: Some(runtime), tasks: Default::default() };
+        proxy.open();
+        proxy
+    }
+
+    /// Listens and forwards again, on the same port.
+    fn open(&self) {
+        let runtime = self.runtime.as_ref().unwrap();
+        let _entered = runtime.enter();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(self.listen).unwrap();
+        let listener = socket.listen(128).unwrap();
+        let (upstream, tasks) = (self.upstream, self.tasks.clone());
+        let accept = runtime.spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().unwrap().push(link);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Stops listening and cuts every open connection.
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// The database goes away mid-run: requests answer 503 with `Retry-After` within the
+/// retry budget (never hang), `/readyz` says so, and all is well once it is back.
+async fn database_outage(db: &TestDatabase) {
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let (userinfo, rest) = rest.split_once('@').unwrap();
+    let (hostport, path) = rest.split_once('/').unwrap();
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(hostport).unwrap().next().unwrap();
+    let proxy = Proxy::start(upstream);
+    let url = format!("{scheme}://{userinfo}@{}/{path}", proxy.listen);
+    let server = TestServer::start_with(move |s| s.database_url = url).await;
+    let tenant = server.tenant("alice").await;
+    let token = Some(tenant.token.as_str());
+    server.get("/v1.0/agents", token).await.expect(200);
+
+    proxy.cut();
+    let started = std::time::Instant::now();
+    let read = server.get("/v1.0/accesskeys", token).await;
+    read.expect_error(503, "UNAVAILABLE");
+    assert!(read.header("retry-after").is_some());
+    let write = server.post("/v1.0/agents", token, json!({"username": "bob", "password": PASSWORD})).await;
+    write.expect_error(503, "UNAVAILABLE");
+    assert!(write.header("retry-after").is_some());
+    let ready = server.get("/readyz", None).await;
+    assert_eq!(ready.status.as_u16(), 503, "{}", ready.text);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "answers came within the retry budget");
+
+    proxy.open();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let resp = server.post("/v1.0/agents", token, json!({"username": "bob", "password": PASSWORD})).await;
+        if resp.status.as_u16() == 201 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never recovered: {}", resp.text);
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    server.get("/readyz", None).await.expect(200);
+    let agents = server.get("/v1.0/agents", token).await.expect(200).clone();
+    assert_eq!(agents["result"].as_array().unwrap().len(), 2, "the refused write left nothing behind");
+    server.stop().await;
+    proxy.cut();
+}

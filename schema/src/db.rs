@@ -139,20 +139,40 @@ impl ConnManager {
     }
 }
 
+/// A pooled connection, with what the pool must know beyond diesel's own view of it.
+pub struct Pooled {
+    conn: DbConn,
+    /// A transient fault happened on it. Diesel notices a broken PostgreSQL connection
+    /// but not a MySQL one whose server went away; the pool must not hand out either.
+    faulted: bool,
+}
+
+impl Pooled {
+    /// Runs `f`; a transient fault retires this connection when it goes back to the pool.
+    fn run<T>(&mut self, f: impl FnOnce(&mut DbConn) -> Result<T, DbError>) -> Result<T, DbError> {
+        let result = f(&mut self.conn);
+        if matches!(&result, Err(e) if e.is_transient()) {
+            self.faulted = true;
+        }
+        result
+    }
+}
+
 impl ManageConnection for ConnManager {
-    type Connection = DbConn;
+    type Connection = Pooled;
     type Error = diesel::r2d2::Error;
 
-    fn connect(&self) -> Result<DbConn, Self::Error> {
-        self.establish().map_err(diesel::r2d2::Error::ConnectionError)
+    fn connect(&self) -> Result<Pooled, Self::Error> {
+        let conn = self.establish().map_err(diesel::r2d2::Error::ConnectionError)?;
+        Ok(Pooled { conn, faulted: false })
     }
 
-    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
-        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    fn is_valid(&self, pooled: &mut Pooled) -> Result<(), Self::Error> {
+        pooled.conn.ping().map_err(diesel::r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, conn: &mut DbConn) -> bool {
-        conn.is_broken()
+    fn has_broken(&self, pooled: &mut Pooled) -> bool {
+        pooled.faulted || pooled.conn.is_broken()
     }
 }
 
@@ -169,8 +189,9 @@ struct SqlitePragmas {
     busy_timeout_ms: u64,
 }
 
-impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), diesel::r2d2::Error> {
+impl CustomizeConnection<Pooled, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, pooled: &mut Pooled) -> Result<(), diesel::r2d2::Error> {
+        let conn = &mut pooled.conn;
         // busy_timeout first: switching a new database to WAL takes a lock that the
         // pool's other connections, opening at the same time, must wait for.
         conn.batch_execute(&format!(
@@ -302,7 +323,7 @@ impl Db {
         loop {
             let pool = self.inner.pool.clone();
             let (result, returned) = tokio::task::spawn_blocking(move || {
-                let result = pool.get().map_err(DbError::from).and_then(|mut conn| f(&mut conn));
+                let result = pool.get().map_err(DbError::from).and_then(|mut conn| conn.run(&mut f));
                 (result, f)
             })
             .await
@@ -343,8 +364,9 @@ impl Db {
 
     /// Applies pending migrations. Runs on the calling thread: call it before serving.
     pub fn migrate(&self) -> Result<Vec<String>, DbError> {
-        let mut conn = self.inner.pool.get()?;
-        let applied = conn
+        let mut pooled = self.inner.pool.get()?;
+        let applied = pooled
+            .conn
             .run_pending_migrations(self.inner.backend.migrations())
             .map_err(|e| DbError::Other(format!("migrations failed: {e}")))?;
         Ok(applied.iter().map(|v| v.to_string()).collect())
@@ -352,8 +374,9 @@ impl Db {
 
     /// Reverts every applied migration, newest first (tests and `callplane migrate --revert-all`).
     pub fn revert_all(&self) -> Result<Vec<String>, DbError> {
-        let mut conn = self.inner.pool.get()?;
-        let reverted = conn
+        let mut pooled = self.inner.pool.get()?;
+        let reverted = pooled
+            .conn
             .revert_all_migrations(self.inner.backend.migrations())
             .map_err(|e| DbError::Other(format!("reverting migrations failed: {e}")))?;
         Ok(reverted.iter().map(|v| v.to_string()).collect())
@@ -361,8 +384,9 @@ impl Db {
 
     /// Reverts the newest applied migration.
     pub fn revert_last(&self) -> Result<String, DbError> {
-        let mut conn = self.inner.pool.get()?;
-        let reverted = conn
+        let mut pooled = self.inner.pool.get()?;
+        let reverted = pooled
+            .conn
             .revert_last_migration(self.inner.backend.migrations())
             .map_err(|e| DbError::Other(format!("reverting a migration failed: {e}")))?;
         Ok(reverted.to_string())
@@ -373,9 +397,9 @@ impl Db {
         let backend = self.inner.backend;
         let pool = self.inner.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| format!("database unreachable: {e}"))?;
-            conn.ping().map_err(|e| format!("database unreachable: {e}"))?;
-            match conn.has_pending_migration(backend.migrations()) {
+            let mut pooled = pool.get().map_err(|e| format!("database unreachable: {e}"))?;
+            pooled.run(|conn| conn.ping().map_err(DbError::from)).map_err(|e| format!("database unreachable: {e}"))?;
+            match pooled.conn.has_pending_migration(backend.migrations()) {
                 Ok(false) => Ok(()),
                 Ok(true) => Err("migrations are pending".to_owned()),
                 Err(e) => Err(format!("cannot read the migration state: {e}")),
@@ -503,13 +527,15 @@ impl Writer {
     }
 
     fn commit(&self, batch: &mut [Box<dyn WriteJob>]) -> Result<Vec<Event>, DbError> {
-        let mut conn = self.pool.get()?;
-        conn.transaction::<_, DbError, _>(|conn| {
-            let mut committed = Vec::new();
-            for job in batch.iter_mut() {
-                job.run(conn, &mut committed)?;
-            }
-            Ok(committed)
+        let mut pooled = self.pool.get()?;
+        pooled.run(|conn| {
+            conn.transaction::<_, DbError, _>(|conn| {
+                let mut committed = Vec::new();
+                for job in batch.iter_mut() {
+                    job.run(conn, &mut committed)?;
+                }
+                Ok(committed)
+            })
         })
     }
 }

@@ -64,21 +64,39 @@ impl From<r2d2::Error> for DbError {
     }
 }
 
-/// Messages of faults the three backends report without a dedicated error kind.
+/// Messages of faults the three backends report without a dedicated error kind
+/// (compared in lower case: MySQL and MariaDB capitalise theirs differently).
 fn is_transient_message(message: &str) -> bool {
     const TRANSIENT: &[&str] = &[
-        "database is locked",         // SQLite: busy_timeout elapsed
-        "database table is locked",   // SQLite
-        "Deadlock found",             // MySQL / MariaDB
-        "Lock wait timeout exceeded", // MySQL / MariaDB
-        "server has gone away",       // MySQL / MariaDB
-        "Lost connection",            // MySQL / MariaDB
-        "terminating connection",     // PostgreSQL: admin shutdown
-        "could not serialize access", // PostgreSQL
-        "deadlock detected",          // PostgreSQL
-        "server closed the connection",
-        "connection to server",
-        "Connection refused",
+        "database is locked",           // SQLite: busy_timeout elapsed
+        "database table is locked",     // SQLite
+        "deadlock found",               // MySQL / MariaDB
+        "lock wait timeout exceeded",   // MySQL / MariaDB
+        "server has gone away",         // MySQL / MariaDB
+        "lost connection",              // MySQL / MariaDB
+        "can't connect to",             // MySQL / MariaDB
+        "terminating connection",       // PostgreSQL: admin shutdown
+        "could not serialize access",   // PostgreSQL
+        "deadlock detected",            // PostgreSQL
+        "server closed the connection", // PostgreSQL
+        "no connection to the server",  // PostgreSQL
+        "connection to server",         // PostgreSQL
+        "ssl syscall error",            // PostgreSQL over TLS
+        "connection refused",
+        "connection reset",
+        "broken pipe",
     ];
+    let message = message.to_lowercase();
     TRANSIENT.iter().any(|m| message.contains(m))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transient_messages_are_recognised_in_any_case() {
+        assert!(super::is_transient_message("Server has gone away"));
+        assert!(super::is_transient_message("Lost connection to server during query"));
+        assert!(super::is_transient_message("database is locked"));
+        assert!(!super::is_transient_message("UNIQUE constraint failed: agents.username"));
+    }
 }
