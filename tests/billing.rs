@@ -347,3 +347,41 @@ async fn subscribers_resume_from_their_cursor_after_a_restart() {
     let rows = second.get("/v1.0/billings", Some(&tenant.token)).await.expect(200).clone();
     assert_eq!(rows["result"].as_array().unwrap().len(), 2);
 }
+
+#[actix_web::test]
+async fn concurrent_calls_cannot_spend_more_than_the_balance() {
+    let server = TestServer::start_with(|s| {
+        quick(s);
+        s.billing_unit = BillingUnit::Second;
+    })
+    .await;
+    // 35,000 micros: three calls' first seconds at 10,000, and not a fourth.
+    callplane::provision::bootstrap(&server.ctx.db, common::SECRET.as_bytes(), "thrifty", common::PASSWORD, 35_000)
+        .await
+        .unwrap();
+    let token = server.login("thrifty", common::PASSWORD).await;
+    let tenant = Tenant {
+        customer_id: String::new(),
+        agent_id: String::new(),
+        username: "thrifty".into(),
+        token: token.clone(),
+        accesskey: String::new(),
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(create(&server, &token, tel("+15559876543")).await);
+    }
+    let refused = server.post("/v1.0/calls", Some(&token), body(tel("+15559876543"))).await;
+    refused.expect_error(402, "INSUFFICIENT_BALANCE");
+    let account = server.get("/v1.0/billing_account", Some(&token)).await.expect(200).clone();
+    assert_eq!((account["balance"].as_i64(), account["reserved"].as_i64()), (Some(35_000), Some(30_000)));
+
+    for id in &ids {
+        let call = call_status(&server, &token, id, "ended").await;
+        assert_eq!(call["hangup_reason"], "insufficient_balance", "{call}");
+        charge_of(&server, &tenant, id).await;
+    }
+    let account = server.get("/v1.0/billing_account", Some(&token)).await.expect(200).clone();
+    assert!(account["balance"].as_i64().unwrap() >= 0, "the calls together stayed within the balance: {account}");
+    assert_eq!(account["reserved"].as_i64(), Some(0), "every hold is released: {account}");
+}

@@ -20,7 +20,7 @@ use actix::prelude::*;
 use callplane_schema::ids::{CallId, CustomerId};
 use callplane_schema::models::billing::{self, Billing, BillingStatus, ReferenceType};
 use callplane_schema::models::billing_account;
-use callplane_schema::models::call::Call;
+use callplane_schema::models::call::{self, Call};
 use callplane_schema::models::event::{Event, NewEvent};
 use callplane_schema::{DbError, WriteCtx};
 use chrono::NaiveDateTime;
@@ -55,20 +55,31 @@ pub struct Billed {
     pub call_id: CallId,
     pub answered: NaiveDateTime,
     pub rate: i64,
+    /// What the call holds of the balance (its first unit, reserved at creation).
+    pub reserved: i64,
+}
+
+/// The account after a change: its balance and what calls in progress hold of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Funds {
+    pub balance: i64,
+    pub reserved: i64,
 }
 
 /// What a write changed, for the in-memory exposure.
 #[derive(Debug)]
 pub enum Change {
-    Opened { customer_id: CustomerId, call: Billed, balance: i64 },
-    Finished { customer_id: CustomerId, call_id: CallId, balance: i64 },
-    Adjusted { customer_id: CustomerId, balance: i64 },
+    Opened { customer_id: CustomerId, call: Billed, funds: Funds },
+    Finished { customer_id: CustomerId, call_id: CallId, funds: Funds },
+    Adjusted { customer_id: CustomerId, funds: Funds },
 }
 
 /// A customer's calls being billed, with running sums that bound their cost in O(1).
 #[derive(Debug, Default)]
 struct Exposure {
-    balance: i64,
+    funds: Option<Funds>,
+    /// Σ what the answered calls hold.
+    held: i64,
     calls: HashMap<CallId, Billed>,
     /// Σ rate.
     rates: i128,
@@ -79,7 +90,13 @@ struct Exposure {
 }
 
 impl Exposure {
+    /// What the answered calls may spend: the balance less what unanswered calls hold.
+    fn budget(&self) -> i64 {
+        self.funds.map_or(0, |f| f.balance - f.reserved + self.held)
+    }
+
     fn add(&mut self, call: Billed) {
+        self.held += call.reserved;
         self.rates += i128::from(call.rate);
         self.weighted += i128::from(call.rate) * i128::from(call.answered.and_utc().timestamp_micros());
         self.calls.insert(call.call_id.clone(), call);
@@ -87,6 +104,7 @@ impl Exposure {
 
     fn remove(&mut self, call_id: &CallId) {
         if let Some(call) = self.calls.remove(call_id) {
+            self.held -= call.reserved;
             self.rates -= i128::from(call.rate);
             self.weighted -= i128::from(call.rate) * i128::from(call.answered.and_utc().timestamp_micros());
         }
@@ -101,7 +119,7 @@ impl Exposure {
         let unit = i128::try_from(unit.as_micros()).unwrap_or(i128::MAX).max(1);
         let t = i128::from(until.and_utc().timestamp_micros());
         let bound = (self.rates * t - self.weighted) / unit + self.rates;
-        i128::from(self.balance) < bound
+        i128::from(self.budget()) < bound
     }
 }
 
@@ -131,7 +149,7 @@ impl BillingSubscriber {
         let Some(exposure) = self.exposures.get_mut(customer_id) else { return };
         let at = if exposure.at_risk(now + horizon, unit) {
             let calls: Vec<Billed> = exposure.calls.values().cloned().collect();
-            cut_off(exposure.balance, &calls, unit, now)
+            cut_off(exposure.budget(), &calls, unit, now)
         } else {
             None
         };
@@ -215,13 +233,24 @@ impl DurableSubscriber for BillingSubscriber {
                         continue;
                     }
                     let answered = call.tm_answer.unwrap_or(event.tm_create);
+                    let reserved = call::get_any(tx.conn, &call.id).map(|c| c.reserved).unwrap_or(0);
                     let row = billing::open(tx.conn, &account, ReferenceType::Call, call.id.as_str(), rate, answered)?;
                     tx.emit(NewEvent::new("billing.created", Some(&row.customer_id), &row.id, &row)?)?;
-                    let call = Billed { call_id: call.id, answered, rate };
-                    changes.push(Change::Opened { customer_id: row.customer_id, call, balance: account.balance });
+                    let call = Billed { call_id: call.id, answered, rate, reserved };
+                    let funds = Funds { balance: account.balance, reserved: account.reserved };
+                    changes.push(Change::Opened { customer_id: row.customer_id, call, funds });
                 }
                 "call.ended" => {
                     let call: Call = parse(event)?;
+                    // The call's hold on the balance ends with it, answered or not.
+                    let reserved = match call::get_any(tx.conn, &call.id) {
+                        Ok(row) => row.reserved,
+                        Err(DbError::NotFound) => 0,
+                        Err(e) => return Err(e),
+                    };
+                    if reserved != 0 {
+                        billing_account::reserve(tx.conn, &call.customer_id, -reserved)?;
+                    }
                     let Some(open) = billing::find_by_reference(tx.conn, ReferenceType::Call, call.id.as_str())? else {
                         continue;
                     };
@@ -237,17 +266,16 @@ impl DurableSubscriber for BillingSubscriber {
                         let view = account.view();
                         tx.emit(NewEvent::new("billing.balance_low", Some(&view.customer_id), &view.id, &view)?)?;
                     }
-                    changes.push(Change::Finished {
-                        customer_id: row.customer_id,
-                        call_id: call.id,
-                        balance: account.balance,
-                    });
+                    let funds = Funds { balance: account.balance, reserved: account.reserved };
+                    changes.push(Change::Finished { customer_id: row.customer_id, call_id: call.id, funds });
                 }
                 "billing.created" => {
                     // Credits and debits by an operator move the cut-off of calls in progress.
                     let row: Billing = parse(event)?;
                     if row.reference_type == ReferenceType::Adjustment {
-                        changes.push(Change::Adjusted { customer_id: row.customer_id, balance: row.balance_after });
+                        let account = billing_account::get_by_customer(tx.conn, &row.customer_id)?;
+                        let funds = Funds { balance: account.balance, reserved: account.reserved };
+                        changes.push(Change::Adjusted { customer_id: row.customer_id, funds });
                     }
                 }
                 _ => {}
@@ -260,22 +288,22 @@ impl DurableSubscriber for BillingSubscriber {
         let mut affected = BTreeSet::new();
         for change in changes {
             match change {
-                Change::Opened { customer_id, call, balance } => {
+                Change::Opened { customer_id, call, funds } => {
                     let exposure = self.exposures.entry(customer_id.clone()).or_default();
-                    exposure.balance = balance;
+                    exposure.funds = Some(funds);
                     exposure.add(call);
                     affected.insert(customer_id);
                 }
-                Change::Finished { customer_id, call_id, balance } => {
+                Change::Finished { customer_id, call_id, funds } => {
                     if let Some(exposure) = self.exposures.get_mut(&customer_id) {
-                        exposure.balance = balance;
+                        exposure.funds = Some(funds);
                         exposure.remove(&call_id);
                         affected.insert(customer_id);
                     }
                 }
-                Change::Adjusted { customer_id, balance } => {
+                Change::Adjusted { customer_id, funds } => {
                     if let Some(exposure) = self.exposures.get_mut(&customer_id) {
-                        exposure.balance = balance;
+                        exposure.funds = Some(funds);
                         affected.insert(customer_id);
                     }
                 }
@@ -294,13 +322,12 @@ impl DurableSubscriber for BillingSubscriber {
             db.read(|conn| {
                 let mut loaded = Vec::new();
                 for row in billing::list_progressing(conn)? {
-                    let Ok(call_id) = row.reference_id.parse() else { continue };
-                    let balance = billing_account::get_by_customer(conn, &row.customer_id)?.balance;
-                    loaded.push((
-                        row.customer_id,
-                        balance,
-                        Billed { call_id, answered: row.tm_create, rate: row.rate },
-                    ));
+                    let Ok(call_id) = row.reference_id.parse::<CallId>() else { continue };
+                    let account = billing_account::get_by_customer(conn, &row.customer_id)?;
+                    let funds = Funds { balance: account.balance, reserved: account.reserved };
+                    let reserved = call::get_any(conn, &call_id).map(|c| c.reserved).unwrap_or(0);
+                    let billed = Billed { call_id, answered: row.tm_create, rate: row.rate, reserved };
+                    loaded.push((row.customer_id, funds, billed));
                 }
                 Ok(loaded)
             })
@@ -308,9 +335,9 @@ impl DurableSubscriber for BillingSubscriber {
         };
         ctx.wait(fut::wrap_future::<_, Durable<Self>>(load).map(|loaded, act, _| match loaded {
             Ok(loaded) => {
-                for (customer_id, balance, call) in loaded {
+                for (customer_id, funds, call) in loaded {
                     let exposure = act.subscriber.exposures.entry(customer_id).or_default();
-                    exposure.balance = balance;
+                    exposure.funds = Some(funds);
                     exposure.add(call);
                 }
             }
@@ -340,7 +367,7 @@ mod tests {
 
     #[test]
     fn one_call_is_cut_off_before_the_unit_it_cannot_pay() {
-        let call = Billed { call_id: CallId::new(), answered: t(0), rate: 10_000 };
+        let call = Billed { call_id: CallId::new(), answered: t(0), rate: 10_000, reserved: 10_000 };
         // 25,000 pays two started minutes: the call must end before 120 s.
         let at = cut_off(25_000, std::slice::from_ref(&call), MINUTE, t(5)).unwrap();
         assert_eq!(at, t(119));
@@ -352,12 +379,12 @@ mod tests {
 
     #[test]
     fn the_running_sums_tell_when_a_cut_off_is_needed() {
-        let mut exposure = Exposure { balance: 1_000_000, ..Exposure::default() };
-        exposure.add(Billed { call_id: CallId::new(), answered: t(0), rate: 10_000 });
+        let mut exposure = Exposure { funds: Some(Funds { balance: 1_000_000, reserved: 10_000 }), ..Exposure::default() };
+        exposure.add(Billed { call_id: CallId::new(), answered: t(0), rate: 10_000, reserved: 10_000 });
         // 1,000,000 pays 100 minutes: safe for an hour, not for four.
         assert!(!exposure.at_risk(t(3600), MINUTE));
         assert!(exposure.at_risk(t(4 * 3600), MINUTE));
-        let second = Billed { call_id: CallId::new(), answered: t(60), rate: 10_000 };
+        let second = Billed { call_id: CallId::new(), answered: t(60), rate: 10_000, reserved: 0 };
         exposure.add(second.clone());
         assert!(exposure.at_risk(t(3600), MINUTE), "two calls burn it in 50 minutes");
         exposure.remove(&second.call_id);
@@ -366,8 +393,8 @@ mod tests {
 
     #[test]
     fn calls_share_the_balance() {
-        let a = Billed { call_id: CallId::new(), answered: t(0), rate: 10_000 };
-        let b = Billed { call_id: CallId::new(), answered: t(30), rate: 10_000 };
+        let a = Billed { call_id: CallId::new(), answered: t(0), rate: 10_000, reserved: 10_000 };
+        let b = Billed { call_id: CallId::new(), answered: t(30), rate: 10_000, reserved: 10_000 };
         let at = cut_off(40_000, &[a.clone(), b.clone()], MINUTE, t(31)).unwrap();
         let cost = |t| units(a.answered, t, MINUTE) * a.rate + units(b.answered, t, MINUTE) * b.rate;
         assert!(cost(at) <= 40_000, "covered at the cut-off");

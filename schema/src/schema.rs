@@ -55,6 +55,7 @@ diesel::table! {
         rates -> Text,
         tm_create -> Timestamp,
         tm_update -> Timestamp,
+        reserved -> BigInt,
     }
 }
 
@@ -103,6 +104,7 @@ diesel::table! {
         tm_update -> Timestamp,
         tm_delete -> Nullable<Timestamp>,
         owner_id -> Nullable<Text>,
+        reserved -> BigInt,
     }
 }
 

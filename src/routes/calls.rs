@@ -251,7 +251,9 @@ pub(super) fn call_error(e: CallError) -> ApiError {
             ApiError::new(Reason::CallStateInvalid).message(format!("not possible while the call is {status}"))
         }
         CallError::InsufficientBalance { balance, needed } => ApiError::new(Reason::InsufficientBalance)
-            .message(format!("the balance ({balance} micros) does not cover one unit ({needed} micros)")),
+            .message(format!(
+                "the available balance ({balance} micros, after what calls in progress hold) does not cover one unit ({needed} micros)"
+            )),
         CallError::IdempotencyKeyReused => ApiError::new(Reason::IdempotencyKeyReused),
         CallError::Media(cause) => ApiError::internal(cause),
         CallError::Db(e) => e.into(),

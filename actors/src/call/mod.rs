@@ -212,17 +212,22 @@ impl Handler<CreateCalls> for CallManager {
                     return Ok(Ok((replay, Vec::new())));
                 }
 
-                // The balance must cover one unit of every call.
+                // What is not already held by calls in progress must cover one unit of
+                // every new call; each then holds its unit until it ends, so concurrent
+                // calls cannot together spend more than the balance.
                 let account = billing_account::get_by_customer(tx.conn, &msg.customer_id)?;
                 let rates = account.rates();
                 let needed: i64 = msg.destinations.iter().map(|d| rates.call(d.kind)).sum();
-                if needed > 0 && account.balance < needed {
-                    return Ok(Err(CallError::InsufficientBalance { balance: account.balance, needed }));
+                if needed > 0 && account.available() < needed {
+                    return Ok(Err(CallError::InsufficientBalance { balance: account.available(), needed }));
+                }
+                if needed > 0 {
+                    billing_account::reserve(tx.conn, &msg.customer_id, needed)?;
                 }
 
                 let mut rows = Vec::with_capacity(msg.destinations.len());
                 for destination in &msg.destinations {
-                    let row = CallRow::new(NewCall {
+                    let mut row = CallRow::new(NewCall {
                         customer_id: msg.customer_id.clone(),
                         direction: Direction::Outgoing,
                         source: msg.source.clone(),
@@ -232,6 +237,7 @@ impl Handler<CreateCalls> for CallManager {
                         variables: msg.variables.clone(),
                         owner_id: msg.owner_id.clone(),
                     });
+                    row.reserved = rates.call(destination.kind);
                     call::insert(tx.conn, &row)?;
                     let view = row.view();
                     let data = CallEventData { call: &view, call_id: &row.id };

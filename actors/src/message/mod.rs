@@ -156,8 +156,8 @@ impl Handler<SendMessage> for Messenger {
                 let rate = account.rates().sms;
                 let units = msg.destinations.len() as i64;
                 let needed = units.saturating_mul(rate);
-                if account.balance < needed {
-                    return Ok(Err(MessageError::InsufficientBalance { balance: account.balance, needed }));
+                if account.available() < needed {
+                    return Ok(Err(MessageError::InsufficientBalance { balance: account.available(), needed }));
                 }
                 let row = MessageRow::new(msg.customer_id.clone(), &msg.source, &msg.destinations, msg.text.clone());
                 message::insert(tx.conn, &row)?;

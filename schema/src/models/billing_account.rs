@@ -56,6 +56,8 @@ pub struct BillingAccountRow {
     pub rates: String,
     pub tm_create: NaiveDateTime,
     pub tm_update: NaiveDateTime,
+    /// Held by calls in progress (each its first unit), not yet charged.
+    pub reserved: i64,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -64,6 +66,9 @@ pub struct BillingAccount {
     pub customer_id: CustomerId,
     /// Micro-units of `currency`.
     pub balance: i64,
+    /// Held by calls in progress (the first unit of each); new calls and messages need
+    /// `balance - reserved`.
+    pub reserved: i64,
     pub currency: String,
     pub rates: Rates,
     #[serde(with = "crate::time::rfc3339")]
@@ -85,7 +90,13 @@ impl BillingAccountRow {
             rates: serde_json::to_string(rates).unwrap_or_else(|_| "{}".to_owned()),
             tm_create: now,
             tm_update: now,
+            reserved: 0,
         }
+    }
+
+    /// What new calls and messages may use.
+    pub fn available(&self) -> i64 {
+        self.balance - self.reserved
     }
 
     pub fn rates(&self) -> Rates {
@@ -98,6 +109,7 @@ impl BillingAccountRow {
             id: self.id.clone(),
             customer_id: self.customer_id.clone(),
             balance: self.balance,
+            reserved: self.reserved,
             currency: self.currency.clone(),
             rates: self.rates(),
             tm_create: self.tm_create,
@@ -116,6 +128,14 @@ pub fn get_by_customer(conn: &mut DbConn, customer_id: &CustomerId) -> Result<Bi
         .filter(billing_accounts::customer_id.eq(customer_id))
         .select(BillingAccountRow::as_select())
         .first(conn)?)
+}
+
+/// Holds (positive) or releases (negative) `amount` of the customer's balance.
+pub fn reserve(conn: &mut DbConn, customer_id: &CustomerId, amount: i64) -> Result<(), DbError> {
+    diesel::update(billing_accounts::table.filter(billing_accounts::customer_id.eq(customer_id)))
+        .set(billing_accounts::reserved.eq(billing_accounts::reserved + amount))
+        .execute(conn)?;
+    Ok(())
 }
 
 pub fn get(conn: &mut DbConn, id: &BillingAccountId) -> Result<BillingAccountRow, DbError> {

@@ -111,6 +111,9 @@ pub struct CallRow {
     pub tm_delete: Option<NaiveDateTime>,
     /// The agent whose credential placed the call, if any.
     pub owner_id: Option<AgentId>,
+    /// Micro-units of the customer's balance this call holds until it ends: its first
+    /// unit, reserved when it was created.
+    pub reserved: i64,
 }
 
 /// A call as the API shows it. Moments that have not happened are `null`.
@@ -216,6 +219,7 @@ impl CallRow {
             tm_update: now,
             tm_delete: None,
             owner_id: new.owner_id,
+            reserved: 0,
         }
     }
 
