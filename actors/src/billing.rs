@@ -379,7 +379,8 @@ mod tests {
 
     #[test]
     fn the_running_sums_tell_when_a_cut_off_is_needed() {
-        let mut exposure = Exposure { funds: Some(Funds { balance: 1_000_000, reserved: 10_000 }), ..Exposure::default() };
+        let mut exposure =
+            Exposure { funds: Some(Funds { balance: 1_000_000, reserved: 10_000 }), ..Exposure::default() };
         exposure.add(Billed { call_id: CallId::new(), answered: t(0), rate: 10_000, reserved: 10_000 });
         // 1,000,000 pays 100 minutes: safe for an hour, not for four.
         assert!(!exposure.at_risk(t(3600), MINUTE));

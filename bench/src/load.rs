@@ -31,6 +31,10 @@ impl Shape {
         Shape { method: Method::GET, path: path.into(), headers: Vec::new(), body: Bytes::new(), expect: 200 }
     }
 
+    pub fn delete(path: impl Into<String>) -> Shape {
+        Shape { method: Method::DELETE, path: path.into(), headers: Vec::new(), body: Bytes::new(), expect: 200 }
+    }
+
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Shape {
         self.headers.push((name, value.into()));
         self
@@ -98,7 +102,7 @@ impl Connection {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     // 1 µs to 60 s, three significant digits: constant bounds that are always valid.
     #[expect(clippy::expect_used, reason = "the bounds are constants")]
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")

@@ -6,6 +6,7 @@
 //! cargo run --release -p callplane-bench            # about five minutes
 //! cargo run --release -p callplane-bench -- --quick # under a minute, for CI
 //! cargo run --release -p callplane-bench -- --json
+//! cargo run --release -p callplane-bench -- --only webhooks  # one section, for profiling
 //! ```
 //!
 //! The daemon runs in its own threads (its own actix System, two HTTP workers); the
@@ -13,6 +14,7 @@
 //! would. Memory per live call is measured in a child process of its own, so that
 //! nothing else this process allocated blurs it.
 
+mod events;
 mod load;
 mod report;
 mod sections;
@@ -37,9 +39,16 @@ pub struct Args {
     /// Run against this database instead of a fresh SQLite file.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// Run only these sections (comma-separated): http, inserts, creates, websocket,
+    /// webhooks, memory. Ratios whose baseline was not run say so.
+    #[arg(long, value_delimiter = ',', value_parser = ["http", "inserts", "creates", "websocket", "webhooks", "memory"])]
+    only: Option<Vec<String>>,
     /// Internal: measure memory per live call in a fresh process.
     #[arg(long, hide = true)]
     memory_child: Option<usize>,
+    /// Internal: run a daemon for a parent that measures it from outside.
+    #[arg(long, hide = true)]
+    serve_child: bool,
 }
 
 /// A daemon running in this process.
@@ -111,6 +120,10 @@ fn main() {
     if let Some(calls) = args.memory_child {
         let figures = runtime.block_on(sections::memory_child(calls));
         println!("{}", serde_json::to_string(&figures).unwrap_or_default());
+        return;
+    }
+    if args.serve_child {
+        runtime.block_on(events::serve_child());
         return;
     }
     let exe: PathBuf = std::env::current_exe().unwrap_or_else(|e| fail(format!("own path: {e}")));

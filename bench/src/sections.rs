@@ -13,12 +13,19 @@ use serde_json::{Value, json};
 
 use crate::load::{self, Shape};
 use crate::report::{Row, ms, rate};
-use crate::{Args, Daemon, fail};
+use crate::{Args, Daemon, events, fail};
 
 const PASSWORD: &str = "bench password";
 
-/// A customer with a balance no run can spend, and an admin token.
-async fn tenant(daemon: &Daemon) -> String {
+/// A customer with a balance no run can spend, and its admin's credentials.
+pub struct Tenant {
+    pub customer_id: String,
+    pub jwt: String,
+    /// `Bearer <jwt>`.
+    pub auth: String,
+}
+
+pub async fn tenant(daemon: &Daemon) -> Tenant {
     let made = callplane::provision::bootstrap(
         &daemon.ctx.db,
         b"callplane-bench-secret-0123456789abcdef",
@@ -34,10 +41,10 @@ async fn tenant(daemon: &Daemon) -> String {
         .jwt()
         .issue(&made.agent_id, Some(&made.customer_id), Role::Admin)
         .unwrap_or_else(|e| fail(format!("token: {e}")));
-    format!("Bearer {token}")
+    Tenant { customer_id: made.customer_id.to_string(), auth: format!("Bearer {token}"), jwt: token }
 }
 
-fn create_call_body() -> String {
+pub fn create_call_body() -> String {
     json!({"source": {"type": "tel", "target": "+15551234567"}, "destinations": [{"type": "tel", "target": "+15559876543"}]})
         .to_string()
 }
@@ -125,45 +132,50 @@ fn new_row(customer_id: &CustomerId) -> CallRow {
 
 pub async fn run_all(args: &Args, exe: &Path) -> Vec<Row> {
     let duration = Duration::from_secs(if args.quick { 3 } else { 10 });
+    let want = |section: &str| args.only.as_ref().is_none_or(|only| only.iter().any(|s| s == section));
     let mut rows = Vec::new();
     let daemon = Daemon::start(|_| {}, args.database_url.clone());
-    let auth = tenant(&daemon).await;
+    let auth = tenant(&daemon).await.auth;
     let addr = daemon.addr;
-
-    // 1. The HTTP ceiling of this server.
-    let ping = load::closed_loop(addr, 64, duration, &Shape::get("/ping")).await.unwrap_or_else(|e| fail(e));
-    rows.push(
-        Row::new(
-            "`GET /ping`, 64 connections",
-            format!("{} req/s, p50 {}, p99 {}", rate(ping.rate()), ms(ping.p(0.5)), ms(ping.p(0.99))),
-            "1.00 (baseline)",
-            "",
-        )
-        .figures(json!({"rps": ping.rate(), "p50_ms": ping.p(0.5).as_secs_f64() * 1e3, "p99_ms": ping.p(0.99).as_secs_f64() * 1e3, "errors": ping.errors})),
-    );
-
-    // 2. A cached, authenticated read of one call.
     let create = Shape::post_json("/v1.0/calls", create_call_body(), 201).header("authorization", auth.clone());
-    let mut conn = load::Connection::open(addr).await.unwrap_or_else(|e| fail(e));
-    let (_, body) = conn.send(&create).await.unwrap_or_else(|e| fail(e));
-    let id = serde_json::from_slice::<Value>(&body).unwrap_or_default()["id"].as_str().unwrap_or_default().to_owned();
-    wait_active(&daemon, &auth, &id).await;
-    let read = Shape::get(format!("/v1.0/calls/{id}")).header("authorization", auth.clone());
-    let cached = load::closed_loop(addr, 64, duration, &read).await.unwrap_or_else(|e| fail(e));
-    let ratio = cached.rate() / ping.rate();
-    rows.push(
-        Row::new(
-            "cached `GET /v1.0/calls/{id}` (JWT), 64 connections",
-            format!("{} req/s, p50 {}, p99 {}", rate(cached.rate()), ms(cached.p(0.5)), ms(cached.p(0.99))),
-            format!("{ratio:.2} × ping"),
-            "≥ 0.5 × ping (seed: 12 ms)",
-        )
-        .figures(json!({"rps": cached.rate(), "ratio_to_ping": ratio, "p50_ms": cached.p(0.5).as_secs_f64() * 1e3, "p99_ms": cached.p(0.99).as_secs_f64() * 1e3, "errors": cached.errors})),
-    );
+
+    if want("http") {
+        // 1. The HTTP ceiling of this server.
+        let ping = load::closed_loop(addr, 64, duration, &Shape::get("/ping")).await.unwrap_or_else(|e| fail(e));
+        rows.push(
+            Row::new(
+                "`GET /ping`, 64 connections",
+                format!("{} req/s, p50 {}, p99 {}", rate(ping.rate()), ms(ping.p(0.5)), ms(ping.p(0.99))),
+                "1.00 (baseline)",
+                "",
+            )
+            .figures(json!({"rps": ping.rate(), "p50_ms": ping.p(0.5).as_secs_f64() * 1e3, "p99_ms": ping.p(0.99).as_secs_f64() * 1e3, "errors": ping.errors})),
+        );
+
+        // 2. A cached, authenticated read of one call.
+        let mut conn = load::Connection::open(addr).await.unwrap_or_else(|e| fail(e));
+        let (_, body) = conn.send(&create).await.unwrap_or_else(|e| fail(e));
+        let id =
+            serde_json::from_slice::<Value>(&body).unwrap_or_default()["id"].as_str().unwrap_or_default().to_owned();
+        wait_active(&daemon, &auth, &id).await;
+        let read = Shape::get(format!("/v1.0/calls/{id}")).header("authorization", auth.clone());
+        let cached = load::closed_loop(addr, 64, duration, &read).await.unwrap_or_else(|e| fail(e));
+        let ratio = cached.rate() / ping.rate();
+        rows.push(
+            Row::new(
+                "cached `GET /v1.0/calls/{id}` (JWT), 64 connections",
+                format!("{} req/s, p50 {}, p99 {}", rate(cached.rate()), ms(cached.p(0.5)), ms(cached.p(0.99))),
+                format!("{ratio:.2} × ping"),
+                "≥ 0.5 × ping (seed: 12 ms)",
+            )
+            .figures(json!({"rps": cached.rate(), "ratio_to_ping": ratio, "p50_ms": cached.p(0.5).as_secs_f64() * 1e3, "p99_ms": cached.p(0.99).as_secs_f64() * 1e3, "errors": cached.errors})),
+        );
+    }
 
     // 3. The database's ceiling, in-process.
     let sqlite = args.database_url.as_deref().is_none_or(|u| u.starts_with("sqlite"));
     let raw_rows = if args.quick { 5_000 } else { 50_000 };
+    let sqlite = sqlite && want("inserts");
     let raw = if sqlite { Some(raw_inserts(raw_rows).await) } else { None };
     let group = if sqlite { Some(group_committed_inserts(raw_rows).await) } else { None };
     if let (Some(raw), Some(group)) = (raw, group) {
@@ -187,60 +199,77 @@ pub async fn run_all(args: &Args, exe: &Path) -> Vec<Row> {
         );
     }
 
-    // 4. Durable creates: as many as the server takes, then a fixed 1,000/s.
-    let creates = load::closed_loop(addr, 32, duration, &create).await.unwrap_or_else(|e| fail(e));
-    let versus_raw =
-        raw.map_or("n/a (not SQLite)".to_owned(), |raw| format!("{:.2} × raw insert", creates.rate() / raw));
-    rows.push(
-        Row::new(
-            "`POST /v1.0/calls`, 32 connections (each call then rings and answers: 3 commits)",
-            format!("{} creates/s, p50 {}, p99 {}", rate(creates.rate()), ms(creates.p(0.5)), ms(creates.p(0.99))),
-            versus_raw,
-            "≥ 5,000/s (seed: 100 ms each)",
-        )
-        .figures(json!({"rps": creates.rate(), "p50_ms": creates.p(0.5).as_secs_f64() * 1e3, "p99_ms": creates.p(0.99).as_secs_f64() * 1e3, "errors": creates.errors})),
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let open = load::open_loop(addr, 1_000, duration, &create).await.unwrap_or_else(|e| fail(e));
-    rows.push(
-        Row::new(
-            "`POST /v1.0/calls` at a fixed 1,000/s (open loop)",
-            format!("p50 {}, p99 {}, {} errors", ms(open.p(0.5)), ms(open.p(0.99)), open.errors),
-            "",
-            "p99 < 10 ms",
-        )
-        .figures(json!({"p50_ms": open.p(0.5).as_secs_f64() * 1e3, "p99_ms": open.p(0.99).as_secs_f64() * 1e3, "errors": open.errors})),
-    );
-    daemon.stop();
-
-    // 5, 6. Events out.
-    rows.push(Row::new(
-        "event → WebSocket frame, 1,000 sessions, 500 events/s",
-        "not measured: the WebSocket feature has not landed",
-        "",
-        "p99 < 5 ms (seed: < 100 ms)",
-    ));
-    rows.push(Row::new(
-        "event → webhook delivered (loopback receiver)",
-        "not measured: the webhook feature has not landed",
-        "",
-        "p99 < 20 ms, ≥ 2,000/s",
-    ));
-
-    // 7. Memory, each in a process of its own.
-    let sizes: &[usize] = if args.quick { &[10_000] } else { &[10_000, 100_000] };
-    for &calls in sizes {
-        let figures = memory_in_child(exe, calls);
-        let per_call = figures["bytes_per_call"].as_f64().unwrap_or(0.0);
+    if want("creates") {
+        // 4. Durable creates: as many as the server takes, then a fixed 1,000/s.
+        let creates = load::closed_loop(addr, 32, duration, &create).await.unwrap_or_else(|e| fail(e));
+        let versus_raw =
+            raw.map_or("n/a (not SQLite)".to_owned(), |raw| format!("{:.2} × raw insert", creates.rate() / raw));
         rows.push(
             Row::new(
-                format!("resident memory per live call, {} calls", rate(calls as f64)),
-                format!("{:.2} KiB", per_call / 1024.0),
-                "",
-                "< 10 KiB",
+                "`POST /v1.0/calls`, 32 connections (each call then rings and answers: 3 commits)",
+                format!("{} creates/s, p50 {}, p99 {}", rate(creates.rate()), ms(creates.p(0.5)), ms(creates.p(0.99))),
+                versus_raw,
+                "≥ 5,000/s (seed: 100 ms each)",
             )
-            .figures(figures),
+            .figures(json!({"rps": creates.rate(), "p50_ms": creates.p(0.5).as_secs_f64() * 1e3, "p99_ms": creates.p(0.99).as_secs_f64() * 1e3, "errors": creates.errors})),
         );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let open = load::open_loop(addr, 1_000, duration, &create).await.unwrap_or_else(|e| fail(e));
+        rows.push(
+            Row::new(
+                "`POST /v1.0/calls` at a fixed 1,000/s (open loop)",
+                format!("p50 {}, p99 {}, {} errors", ms(open.p(0.5)), ms(open.p(0.99)), open.errors),
+                "",
+                "p99 < 10 ms",
+            )
+            .figures(json!({"p50_ms": open.p(0.5).as_secs_f64() * 1e3, "p99_ms": open.p(0.99).as_secs_f64() * 1e3, "errors": open.errors})),
+        );
+    }
+
+    daemon.stop();
+
+    // 5, 6. Events out, on a daemon of their own whose calls answer at once.
+    let daemon = Daemon::start(
+        |s| {
+            s.sim_ring_delay_ms = 0;
+            s.sim_answer_delay_ms = 0;
+            s.webhook_allow_private = true;
+        },
+        args.database_url.clone(),
+    );
+    let tenant = tenant(&daemon).await;
+    if want("websocket") {
+        rows.push(events::websocket_latency(&daemon, &tenant, 1, 500.0, duration).await);
+        if !args.quick {
+            rows.push(events::websocket_latency(&daemon, &tenant, 100, 500.0, duration).await);
+        }
+    }
+    if want("webhooks") {
+        let calls = events::answered_calls(&daemon, &tenant, 1_000).await;
+        let burst = if args.quick { 2_000 } else { 20_000 };
+        for (phase, endpoints) in [1, 100].into_iter().enumerate() {
+            rows.push(events::webhook_delivery(&daemon, &tenant, &calls, phase, endpoints, duration, burst).await);
+        }
+    }
+    daemon.stop();
+
+    if want("memory") {
+        // 7. Memory, each in a process of its own.
+        let sizes: &[usize] = if args.quick { &[10_000] } else { &[10_000, 100_000] };
+        for &calls in sizes {
+            let figures = memory_in_child(exe, calls);
+            let per_call = figures["bytes_per_call"].as_f64().unwrap_or(0.0);
+            rows.push(
+                Row::new(
+                    format!("resident memory per live call, {} calls", rate(calls as f64)),
+                    format!("{:.2} KiB", per_call / 1024.0),
+                    "",
+                    "< 10 KiB",
+                )
+                .figures(figures),
+            );
+        }
+        rows.push(events::websocket_memory(exe, if args.quick { 1_000 } else { 10_000 }).await);
     }
     rows
 }
@@ -266,7 +295,7 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-async fn active_calls(daemon: &Daemon) -> u64 {
+pub async fn active_calls(daemon: &Daemon) -> u64 {
     let mut conn = load::Connection::open(daemon.addr).await.unwrap_or_else(|e| fail(e));
     let (_, body) = conn.send(&Shape::get("/metrics")).await.unwrap_or_else(|e| fail(e));
     String::from_utf8_lossy(&body)
@@ -286,7 +315,7 @@ pub async fn memory_child(calls: usize) -> Value {
         },
         None,
     );
-    let auth = tenant(&daemon).await;
+    let auth = tenant(&daemon).await.auth;
     let create = Shape::post_json("/v1.0/calls", create_call_body(), 201).header("authorization", auth);
     // Warm up every path first, so the baseline holds what any daemon holds.
     load::send_n(daemon.addr, 16, 1_000, &create).await.unwrap_or_else(|e| fail(e));
@@ -307,7 +336,7 @@ pub async fn memory_child(calls: usize) -> Value {
     })
 }
 
-async fn wait_for_active(daemon: &Daemon, count: u64) {
+pub async fn wait_for_active(daemon: &Daemon, count: u64) {
     let deadline = Instant::now() + Duration::from_secs(300);
     while active_calls(daemon).await < count {
         if Instant::now() > deadline {

@@ -135,7 +135,8 @@ impl EventBus {
                     Err(SendError::Full(_)) => {
                         self.missed.with_label_values(&[sub.name]).inc();
                         if let Some(catch_up) = &sub.catch_up {
-                            log::warn!("subscriber {} is behind; it will read the outbox", sub.name);
+                            // Normal under a burst, and counted: not worth a warning each time.
+                            log::info!("subscriber {} is behind; it will read the outbox", sub.name);
                             sub.state = State::Lagging { told: catch_up.try_send(CatchUp).is_ok() };
                         }
                         true

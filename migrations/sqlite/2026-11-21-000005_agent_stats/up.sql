@@ -1,10 +1,7 @@
--- Who placed a call (the agent behind the credential, if any); what a call holds of
--- its customer's balance until it ends (its first unit, reserved when it is created);
--- and the agent statistics kept by the agent-stats subscriber.
+-- Who placed a call (the agent behind the credential, if any), and the agent
+-- statistics kept by the agent-stats subscriber.
 
 ALTER TABLE calls ADD COLUMN owner_id TEXT;
-ALTER TABLE calls ADD COLUMN reserved BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE billing_accounts ADD COLUMN reserved BIGINT NOT NULL DEFAULT 0;
 
 CREATE TABLE agent_stats (
     agent_id           TEXT PRIMARY KEY NOT NULL,

@@ -119,7 +119,10 @@ pub fn due(
     }
     Ok(query
         .filter(is_head())
-        .order((webhook_deliveries::event_seq.asc(), webhook_deliveries::id.asc()))
+        // (webhook_id, event_seq) is unique: one delivery per event and webhook. In this
+        // order the `webhook_deliveries_queue` index yields heads without a sort, so a
+        // read costs its page, not the backlog.
+        .order(webhook_deliveries::event_seq.asc())
         .limit(limit)
         .select(DeliveryRow::as_select())
         .load(conn)?)
