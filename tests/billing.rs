@@ -17,6 +17,27 @@ fn quick(settings: &mut Settings) {
     settings.sim_answer_delay_ms = 30;
 }
 
+/// A server billing per second, and a customer `username` with `balance` micros.
+async fn billed_per_second(username: &str, balance: i64) -> (TestServer, Tenant) {
+    let server = TestServer::start_with(|s| {
+        quick(s);
+        s.billing_unit = BillingUnit::Second;
+    })
+    .await;
+    callplane::provision::bootstrap(&server.ctx.db, common::SECRET.as_bytes(), username, common::PASSWORD, balance)
+        .await
+        .unwrap();
+    let token = server.login(username, common::PASSWORD).await;
+    let tenant = Tenant {
+        customer_id: String::new(),
+        agent_id: String::new(),
+        username: username.into(),
+        token,
+        accesskey: String::new(),
+    };
+    (server, tenant)
+}
+
 fn body(destination: Value) -> Value {
     json!({"source": {"type": "tel", "target": "+15551234567"}, "destinations": [destination]})
 }
@@ -146,23 +167,9 @@ async fn unanswered_and_free_calls_cost_nothing() {
 
 #[actix_web::test]
 async fn a_call_is_cut_off_when_the_balance_runs_out() {
-    let server = TestServer::start_with(|s| {
-        quick(s);
-        s.billing_unit = BillingUnit::Second;
-    })
-    .await;
     // 25,000 micros at 10,000 a second: the call can last two started seconds.
-    callplane::provision::bootstrap(&server.ctx.db, common::SECRET.as_bytes(), "frugal", common::PASSWORD, 25_000)
-        .await
-        .unwrap();
-    let token = server.login("frugal", common::PASSWORD).await;
-    let tenant = Tenant {
-        customer_id: String::new(),
-        agent_id: String::new(),
-        username: "frugal".into(),
-        token: token.clone(),
-        accesskey: String::new(),
-    };
+    let (server, tenant) = billed_per_second("frugal", 25_000).await;
+    let token = tenant.token.clone();
     let id = create(&server, &token, tel("+15559876543")).await;
     let call = call_status(&server, &token, &id, "ended").await;
     assert_eq!(
@@ -350,23 +357,9 @@ async fn subscribers_resume_from_their_cursor_after_a_restart() {
 
 #[actix_web::test]
 async fn concurrent_calls_cannot_spend_more_than_the_balance() {
-    let server = TestServer::start_with(|s| {
-        quick(s);
-        s.billing_unit = BillingUnit::Second;
-    })
-    .await;
     // 35,000 micros: three calls' first seconds at 10,000, and not a fourth.
-    callplane::provision::bootstrap(&server.ctx.db, common::SECRET.as_bytes(), "thrifty", common::PASSWORD, 35_000)
-        .await
-        .unwrap();
-    let token = server.login("thrifty", common::PASSWORD).await;
-    let tenant = Tenant {
-        customer_id: String::new(),
-        agent_id: String::new(),
-        username: "thrifty".into(),
-        token: token.clone(),
-        accesskey: String::new(),
-    };
+    let (server, tenant) = billed_per_second("thrifty", 35_000).await;
+    let token = tenant.token.clone();
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(create(&server, &token, tel("+15559876543")).await);
