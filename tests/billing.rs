@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use callplane::config::{BillingUnit, Settings};
 use callplane_schema::models::event;
-use common::{Tenant, TestServer};
+use common::{Tenant, TestServer, tel};
 use serde_json::{Value, json};
 
 fn quick(settings: &mut Settings) {
@@ -40,10 +40,6 @@ async fn billed_per_second(username: &str, balance: i64) -> (TestServer, Tenant)
 
 fn body(destination: Value) -> Value {
     json!({"source": {"type": "tel", "target": "+15551234567"}, "destinations": [destination]})
-}
-
-fn tel(number: &str) -> Value {
-    json!({"type": "tel", "target": number})
 }
 
 async fn create(server: &TestServer, token: &str, destination: Value) -> String {

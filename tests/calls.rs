@@ -12,7 +12,7 @@ use callplane_schema::ids::{CallId, CustomerId};
 use callplane_schema::models::address::{Address, AddressType};
 use callplane_schema::models::call::{self, CallRow, Direction, NewCall};
 use callplane_schema::models::event;
-use common::{Tenant, TestServer};
+use common::{Tenant, TestServer, tel};
 use serde_json::{Value, json};
 
 /// Fast, still ordered: rings at 20 ms, answers at 80 ms, gives up ringing at 400 ms.
@@ -24,10 +24,6 @@ fn quick(settings: &mut Settings) {
 
 async fn server() -> TestServer {
     TestServer::start_with(quick).await
-}
-
-fn tel(number: &str) -> Value {
-    json!({"type": "tel", "target": number})
 }
 
 fn call_body(destination: Value) -> Value {

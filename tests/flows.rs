@@ -6,12 +6,12 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use callplane::config::Settings;
 use callplane_schema::models::event;
-use common::{Tenant, TestServer};
+use common::{Tenant, TestServer, poll, str_of, tel, wait_call};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -27,36 +27,8 @@ async fn server() -> TestServer {
     TestServer::start_with(quick).await
 }
 
-fn tel(number: &str) -> Value {
-    json!({"type": "tel", "target": number})
-}
-
 fn id() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-fn str_of<'a>(value: &'a Value, field: &str) -> &'a str {
-    value[field].as_str().unwrap_or_else(|| panic!("{field} in {value}"))
-}
-
-/// Polls `path` until `done` holds for its JSON.
-async fn poll(server: &TestServer, tenant: &Tenant, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let resp = server.get(path, Some(&tenant.token)).await;
-        if resp.status.as_u16() == 200 && done(&resp.json) {
-            return resp.json;
-        }
-        assert!(Instant::now() < deadline, "{what} never happened; last seen {}", resp.text);
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_call(server: &TestServer, tenant: &Tenant, call_id: &str, status: &str) -> Value {
-    poll(server, tenant, &format!("/v1.0/calls/{call_id}"), &format!("call {call_id} {status}"), |c| {
-        c["status"] == status
-    })
-    .await
 }
 
 /// The run of a call once it has ended.

@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use callplane::config::Settings;
 use callplane_schema::ids::CustomerId;
 use callplane_schema::models::{billing, billing_account, event};
-use common::{Tenant, TestServer};
+use common::{Tenant, TestServer, poll, str_of, tel};
 use serde_json::{Value, json};
 
 fn quick(settings: &mut Settings) {
@@ -22,26 +22,6 @@ fn quick(settings: &mut Settings) {
 
 async fn server() -> TestServer {
     TestServer::start_with(quick).await
-}
-
-fn tel(number: &str) -> Value {
-    json!({"type": "tel", "target": number})
-}
-
-fn str_of<'a>(value: &'a Value, field: &str) -> &'a str {
-    value[field].as_str().unwrap_or_else(|| panic!("{field} in {value}"))
-}
-
-async fn poll(server: &TestServer, tenant: &Tenant, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let resp = server.get(path, Some(&tenant.token)).await;
-        if resp.status.as_u16() == 200 && done(&resp.json) {
-            return resp.json;
-        }
-        assert!(Instant::now() < deadline, "{what} never happened; last seen {}", resp.text);
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn save_flow(server: &TestServer, tenant: &Tenant, actions: Value) -> String {

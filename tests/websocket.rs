@@ -16,7 +16,7 @@ use bytes::Bytes;
 use callplane::config::Settings;
 use callplane_schema::ids::CustomerId;
 use callplane_schema::models::event::{self, NewEvent};
-use common::{Tenant, TestServer};
+use common::{Tenant, TestServer, tel};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
@@ -112,10 +112,6 @@ impl Client {
             }
         }
     }
-}
-
-fn tel(number: &str) -> Value {
-    json!({"type": "tel", "target": number})
 }
 
 async fn place_call(server: &TestServer, tenant: &Tenant, destination: Value) -> String {

@@ -384,7 +384,7 @@ pub async fn websocket_memory(exe: &Path, sessions: usize) -> Row {
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| fail(format!("serve child: {e}")));
-    let pid = child.id().unwrap_or_else(|| fail("serve child has no pid"));
+    let pid = child.id().unwrap_or_else(|| fail("serve child has no pid")).to_string();
     let stdout = child.stdout.take().unwrap_or_else(|| fail("serve child has no stdout"));
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).await.unwrap_or_else(|e| fail(e));
@@ -401,12 +401,12 @@ pub async fn websocket_memory(exe: &Path, sessions: usize) -> Row {
         sockets.push(open_session(addr, &jwt, &topic(i)).await.unwrap_or_else(|e| fail(e)));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = rss_of(pid);
+    let before = rss_of(&pid);
     for i in 100..100 + sessions {
         sockets.push(open_session(addr, &jwt, &topic(i)).await.unwrap_or_else(|e| fail(e)));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_of(pid);
+    let after = rss_of(&pid);
     drop(sockets);
     drop(child.stdin.take());
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
@@ -420,8 +420,9 @@ pub async fn websocket_memory(exe: &Path, sessions: usize) -> Row {
     .figures(json!({"sessions": sessions, "rss_before_bytes": before, "rss_after_bytes": after, "bytes_per_session": per_session}))
 }
 
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// Resident memory of `process` (a pid, or `self`), from `/proc`.
+pub fn rss_of(process: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())

@@ -287,12 +287,7 @@ fn memory_in_child(exe: &Path, calls: usize) -> Value {
 }
 
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
+    events::rss_of("self")
 }
 
 pub async fn active_calls(daemon: &Daemon) -> u64 {

@@ -434,3 +434,40 @@ pub fn with_database(url: &str, name: &str) -> String {
         None => format!("{server}/{name}"),
     }
 }
+
+/// A `tel` address.
+pub fn tel(number: &str) -> Value {
+    serde_json::json!({"type": "tel", "target": number})
+}
+
+/// A string field the test relies on.
+pub fn str_of<'a>(value: &'a Value, field: &str) -> &'a str {
+    value[field].as_str().unwrap_or_else(|| panic!("{field} in {value}"))
+}
+
+/// GETs `path` until `done` holds for a 200 answer (at most 15 s); that answer.
+pub async fn poll(
+    server: &TestServer,
+    tenant: &Tenant,
+    path: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let resp = server.get(path, Some(&tenant.token)).await;
+        if resp.status.as_u16() == 200 && done(&resp.json) {
+            return resp.json;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} never happened; last seen {}", resp.text);
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the call is in `status`; the call.
+pub async fn wait_call(server: &TestServer, tenant: &Tenant, call_id: &str, status: &str) -> Value {
+    poll(server, tenant, &format!("/v1.0/calls/{call_id}"), &format!("call {call_id} {status}"), |c| {
+        c["status"] == status
+    })
+    .await
+}
